@@ -1,0 +1,19 @@
+"""trtedge: TensorRT engines for detectors on edge devices, and the runtime that runs them.
+
+``trtedge.build(...)`` turns a spec (or a model file) into an engine, its
+engine ONNX and a manifest. Importing this package is cheap: TensorRT, CUDA,
+OpenCV, TensorFlow and PyTorch are imported only when a function needs them.
+"""
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = ["build", "__version__"]
+
+
+def build(*args: Any, **kwargs: Any) -> Any:
+    """Build an engine; see :func:`trtedge.engines.pipeline.build`."""
+    from .engines.pipeline import build as _build
+
+    return _build(*args, **kwargs)

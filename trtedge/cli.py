@@ -1,0 +1,144 @@
+"""The ``trtedge`` command. Each subcommand parses flags, calls one function,
+prints, and sets the exit code.
+
+Exit codes: 0 success; 2 bad input (spec, model, flags, paths); 1 a check
+that ran and failed (``check``: incompatible engine); 3 cannot tell; 130
+interrupted. Errors are one line on stderr; ``-v/--verbose`` adds the
+traceback and TensorRT's own log.
+"""
+
+import argparse
+import logging
+import sys
+import traceback
+from typing import Any, Callable, Dict, List, Optional
+
+from . import __version__
+from .errors import TrtedgeError
+
+log = logging.getLogger("trtedge")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line with exit code 2."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        sys.stderr.write("trtedge: error: {} (see {} --help)\n".format(message, self.prog))
+        sys.exit(2)
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+def add_build_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``trtedge build`` (shared with ``build_engine.py``)."""
+    from .engines.pipeline import ENGINE_EXTS, NMS_CHOICES
+
+    p.add_argument("target", help="a built-in spec name (see `trtedge specs`), a spec .yaml, an engine ONNX "
+                                  "made by trtedge, or a model file")
+    p.add_argument("--model", metavar="PATH", help="the source model (overrides the spec's source.file)")
+    p.add_argument("--out", metavar="DIR", help="output directory (default build/<name>)")
+    p.add_argument("--precision", default="fp32", help="fp32 or fp16 (default fp32)")
+    p.add_argument("--workspace", metavar="BYTES", help="builder workspace limit, e.g. 512M or 2G")
+    p.add_argument("--batch", type=int, metavar="N", help="largest batch (profile 1..N, optimised for N)")
+    p.add_argument("--min-batch", type=int, metavar="N")
+    p.add_argument("--opt-batch", type=int, metavar="N")
+    p.add_argument("--max-batch", type=int, metavar="N")
+    p.add_argument("--nms", default="auto", choices=NMS_CHOICES,
+                   help="NMS form; auto picks what the installed TensorRT can build (plugin > onnx > host)")
+    p.add_argument("--onnx-only", action="store_true", help="write the engine ONNX and manifest only")
+    p.add_argument("--timing-cache", metavar="PATH", help="TensorRT timing cache to read and update")
+    p.add_argument("--version-compatible", action="store_true",
+                   help="build a version-compatible engine (TensorRT >= 8.6)")
+    p.add_argument("--hardware-compat", metavar="LEVEL",
+                   choices=("none", "ampere_plus", "same_compute_capability"),
+                   help="hardware compatibility level (TensorRT >= 8.6)")
+    p.add_argument("--trt-module", choices=("tensorrt", "tensorrt_rtx"),
+                   help="which TensorRT Python module builds (default: tensorrt if importable, else tensorrt_rtx)")
+    p.add_argument("--engine-ext", default="bin", choices=ENGINE_EXTS, help="engine file extension")
+    p.add_argument("--force", action="store_true", help="rebuild even when an up-to-date engine exists")
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from .engines.pipeline import build
+
+    art = build(
+        args.target, model=args.model, out=args.out, precision=args.precision.lower(),
+        workspace=args.workspace, batch=args.batch, min_batch=args.min_batch, opt_batch=args.opt_batch,
+        max_batch=args.max_batch, nms=args.nms, onnx_only=args.onnx_only, timing_cache=args.timing_cache,
+        force=args.force, version_compatible=args.version_compatible, hardware_compat=args.hardware_compat,
+        trt_module=args.trt_module, engine_ext=args.engine_ext, verbose=args.verbose, progress=_say,
+    )
+    print(art.engine or art.onnx)
+    return 0
+
+
+def cmd_specs(args: argparse.Namespace) -> int:
+    from .specs import list_specs, load_spec, spec_summary
+
+    rows = [spec_summary(load_spec(name)) for name in list_specs()]
+    cols = ("name", "family", "head", "input", "classes", "source")
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
+    print("  ".join(c.upper().ljust(widths[c]) for c in cols))
+    for r in rows:
+        print("  ".join(str(r[c]).ljust(widths[c]) for c in cols).rstrip())
+    return 0
+
+
+COMMANDS = {}  # type: Dict[str, Callable[[argparse.Namespace], int]]
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="trtedge", description="TensorRT engines for detectors on edge devices.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="tracebacks and TensorRT's log")
+    parser.add_argument("--version", action="version", version="trtedge " + __version__)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    b = sub.add_parser("build", help="build an engine from a spec or a model")
+    add_build_arguments(b)
+    sub.add_parser("specs", help="list the built-in specs")
+    COMMANDS.update(build=cmd_build, specs=cmd_specs)
+    _register_more(sub)
+    return parser
+
+
+def _register_more(sub: Any) -> None:
+    """Subcommands of the runtime (detect, check, bench), when present."""
+    try:
+        from .runtime import commands
+    except ImportError:
+        return
+    for name, (setup, run, help_text) in commands.COMMANDS.items():
+        setup(sub.add_parser(name, help=help_text))
+        COMMANDS[name] = run
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    # -v may also come after the subcommand
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except TrtedgeError as exc:
+        if args.verbose:
+            traceback.print_exc()
+        sys.stderr.write("trtedge: error: {}\n".format(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("trtedge: interrupted\n")
+        return 130
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,246 @@
+"""Graph surgery: source ONNX + spec -> the engine ONNX.
+
+Steps, in order (each a named function):
+
+1. :func:`check_fit` — before anything is cut, check the spec against the
+   graph (cut tensors present, input size, head shapes against strides,
+   anchors and classes) and stop with a precise :class:`ModelError`.
+2. :func:`cut` — drop the model's own pre/postprocessing.
+3. :func:`add_preprocessing` — uint8 NHWC ``images`` -> channel swap ->
+   float -> normalised model input.
+4. the family's decode (``yolo.decode`` / ``ssd.decode``) -> boxes [B, N, 4]
+   x1y1x2y2 in input pixels, scores [B, N, C].
+5. ``nms.add_nms`` in the chosen form, then :func:`sanitize`.
+
+Family-specific knowledge lives in the family modules; this module and
+everything after it are family-blind.
+"""
+
+import json
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+
+import numpy as np
+
+from ..errors import ModelError
+from . import nms as nms_mod
+from .graph import OPSET, OpBuilder, sanitize, static_dim
+
+INPUT_NAME = "images"
+META_PREFIX = "trtedge."
+
+
+class HeadInfo(NamedTuple):
+    """What :func:`check_fit` learned about the heads, for the decode."""
+
+    tensors: Tuple[str, ...]
+    shapes: Tuple[Tuple[Any, ...], ...]
+    notes: Tuple[str, ...]
+    #: single-tensor heads: the axis holding the per-box values (1 or 2)
+    attr_axis: int = 2
+
+
+def _family(spec: Any) -> Any:
+    if spec.family == "yolo":
+        from . import yolo
+
+        return yolo
+    if spec.family == "ssd":
+        from . import ssd
+
+        return ssd
+    raise ModelError("family '{}' has no detection surgery".format(spec.family))
+
+
+def model_input(graph: Any, spec: Any) -> Any:
+    """The tensor preprocessing will feed: ``cut.input`` or the model's input."""
+    tensors = graph.tensors()
+    if spec.cut.input:
+        if spec.cut.input not in tensors:
+            raise ModelError(
+                "cut.input '{}' is not a tensor of the model{}".format(
+                    spec.cut.input, _nearby(spec.cut.input, tensors))
+            )
+        return tensors[spec.cut.input]
+    if spec.source.input:
+        named = [t for t in graph.inputs if t.name == spec.source.input]
+        if not named:
+            raise ModelError("source.input '{}' is not an input of the model; its inputs: {}".format(
+                spec.source.input, ", ".join(t.name for t in graph.inputs)))
+        return named[0]
+    if len(graph.inputs) != 1:
+        raise ModelError(
+            "the model has {} inputs ({}); name the image input in the spec's source.input".format(
+                len(graph.inputs), ", ".join(t.name for t in graph.inputs))
+        )
+    return graph.inputs[0]
+
+
+def _nearby(name: str, tensors: Dict[str, Any]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(tensors), n=3, cutoff=0.5)
+    return "; did you mean {}?".format(" or ".join(close)) if close else ""
+
+
+def head_tensors(graph: Any, spec: Any) -> List[str]:
+    if spec.cut.outputs:
+        return list(spec.cut.outputs)
+    return [t.name for t in graph.outputs]
+
+
+def check_fit(graph: Any, spec: Any) -> HeadInfo:
+    """Check the spec against the graph; raise :class:`ModelError` on mismatch."""
+    tensors = graph.tensors()
+    x = model_input(graph, spec)
+    shape = list(x.shape) if x.shape is not None else None
+    if shape is not None:
+        if len(shape) != 4:
+            raise ModelError("the model input '{}' has shape {}; an image input needs 4 dimensions".format(
+                x.name, shape))
+        c_axis, hw = (1, shape[2:4]) if spec.input.layout == "nchw" else (3, shape[1:3])
+        if static_dim(shape[c_axis]) not in (None, 3):
+            other = "nhwc" if spec.input.layout == "nchw" else "nchw"
+            raise ModelError(
+                "the model input '{}' has shape {} with {} channels where the spec's layout '{}' puts "
+                "them; set input.layout: {} in the spec".format(
+                    x.name, shape, shape[c_axis], spec.input.layout, other))
+        want = [spec.input.height, spec.input.width]
+        for got, w, what in zip(hw, want, ("height", "width")):
+            if static_dim(got) is not None and got != w:
+                raise ModelError(
+                    "the model input '{}' has {} {} but the spec's input.size says {}; "
+                    "set input.size to [{}, {}]".format(x.name, what, got, w, hw[0], hw[1]))
+    names = head_tensors(graph, spec)
+    missing = [n for n in names if n not in tensors]
+    if missing:
+        raise ModelError("cut tensor '{}' is not in the model{} (its outputs: {})".format(
+            missing[0], _nearby(missing[0], tensors), ", ".join(t.name for t in graph.outputs)))
+    shapes = tuple(tuple(tensors[n].shape) if tensors[n].shape is not None else () for n in names)
+    return _family(spec).check_heads(spec, tuple(names), shapes)
+
+
+def cut(graph: Any, spec: Any, heads: HeadInfo) -> Tuple[Any, List[Any]]:
+    """Keep only what lies between the model input and the head tensors."""
+    tensors = graph.tensors()
+    x = model_input(graph, spec)
+    x.inputs.clear()  # a cut.input loses its producer (the model's own preprocessing)
+    outs = [tensors[n] for n in heads.tensors]
+    graph.outputs = outs
+    return x, outs
+
+
+def batch_dim(x: Any) -> Any:
+    if x.shape is not None and len(x.shape) > 0 and static_dim(x.shape[0]) is not None:
+        return x.shape[0]
+    return "batch"
+
+
+def add_preprocessing(graph: Any, spec: Any, x: Any) -> Any:
+    """Feed ``x`` from a new uint8 NHWC ``images`` input; return that input."""
+    import onnx_graphsurgeon as gs
+
+    inp = spec.input
+    batch = batch_dim(x)
+    images = gs.Variable(INPUT_NAME, dtype=np.uint8, shape=[batch, inp.height, inp.width, 3])
+    b = OpBuilder(graph, "pre")
+    y = b.cast(images, np.float32)
+    if inp.engine_channels != inp.channels:
+        y = b.op("Gather", [y, np.array([2, 1, 0], np.int64)], {"axis": 3})
+    shape = [1, 1, 1, 3]
+    if inp.layout == "nchw":
+        y = b.op("Transpose", [y], {"perm": [0, 3, 1, 2]})
+        shape = [1, 3, 1, 1]
+    scale = np.array(inp.scale, np.float32).reshape(shape)
+    offset = np.array(inp.offset, np.float32).reshape(shape)
+    steps = []
+    if not np.all(scale == 1.0):
+        steps.append(("Mul", scale))
+    if not np.all(offset == 0.0):
+        steps.append(("Add", offset))
+    if not steps:
+        steps.append(("Identity", None))
+    for i, (op, value) in enumerate(steps):
+        ins = [y] if value is None else [y, value]
+        y = b.op(op, ins, out=[x] if i == len(steps) - 1 else None)
+    x.dtype = np.float32
+    graph.inputs = [images]
+    return images
+
+
+def transform(model: Any, spec: Any, nms_form: str) -> Tuple[Any, List[str]]:
+    """The whole surgery: source ``onnx.ModelProto`` -> engine ``ModelProto``.
+
+    Returns the engine model and notes worth telling the user (head order
+    matched by grid size, legacy fields mapped, ...).
+    """
+    import onnx_graphsurgeon as gs
+
+    graph = _import(model)
+    heads = check_fit(graph, spec)
+    x, outs = cut(graph, spec, heads)
+    add_preprocessing(graph, spec, x)
+    boxes, scores, num_boxes = _family(spec).decode(graph, spec, heads, outs)
+    nms_mod.add_nms(graph, boxes, scores, nms_form, spec.nms, batch_dim(x), num_boxes,
+                    spec.num_classes)
+    graph = sanitize(graph)
+    out = gs.export_onnx(graph)
+    finish_model(out, model)
+    return out, list(spec.notes) + list(heads.notes)
+
+
+def _import(model: Any) -> Any:
+    import onnx
+    import onnx_graphsurgeon as gs
+
+    try:
+        model = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception:
+        pass
+    return gs.import_onnx(model)
+
+
+def finish_model(out: Any, source: Any) -> None:
+    """Opset and IR version the TensorRT parsers of JetPack 5 still read."""
+    import onnx
+
+    opset = max([OPSET] + [o.version for o in source.opset_import if o.domain in ("", "ai.onnx")])
+    del out.opset_import[:]
+    out.opset_import.extend([onnx.helper.make_opsetid("", opset)])
+    for o in source.opset_import:
+        if o.domain not in ("", "ai.onnx"):
+            out.opset_import.extend([onnx.helper.make_opsetid(o.domain, o.version)])
+    out.ir_version = min(out.ir_version or 8, 8)
+    out.producer_name = "trtedge"
+
+
+def set_metadata(model: Any, values: Dict[str, Any]) -> None:
+    """Write ``trtedge.*`` metadata (JSON-encoded values)."""
+    keep = [p for p in model.metadata_props if not p.key.startswith(META_PREFIX)]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    for key, value in sorted(values.items()):
+        prop = model.metadata_props.add()
+        prop.key = META_PREFIX + key
+        prop.value = json.dumps(value, sort_keys=True)
+
+
+def get_metadata(model: Any) -> Dict[str, Any]:
+    out = {}  # type: Dict[str, Any]
+    for prop in model.metadata_props:
+        if prop.key.startswith(META_PREFIX):
+            try:
+                out[prop.key[len(META_PREFIX):]] = json.loads(prop.value)
+            except ValueError:
+                out[prop.key[len(META_PREFIX):]] = prop.value
+    return out
+
+
+def nms_form_of(model: Any) -> Optional[str]:
+    names = [o.name for o in model.graph.output]
+    if nms_mod.has_plugin(model):
+        return "plugin"
+    if set(nms_mod.CANDIDATE_OUTPUTS) <= set(names):
+        return "host"
+    if set(nms_mod.DETECTION_OUTPUTS) <= set(names):
+        return "onnx"
+    return None

@@ -1,0 +1,172 @@
+"""YOLO heads: shape checks and the decode to boxes + per-class scores.
+
+Three head kinds (``yolo.head`` in the spec):
+
+* ``raw`` — darknet v3/v4: one ``[B, A*(5+C), H, W]`` tensor per stride.
+  Decode: ``xy = (sigmoid(t_xy) * s - (s - 1) / 2 + grid) * stride``,
+  ``wh = exp(t_wh) * anchor``, score = sigmoid(obj) * sigmoid(cls), with
+  ``s`` the stride's ``scale_x_y``. Heads are matched to strides by their
+  grid size, so the order the exporter wrote them in does not matter.
+* ``decoded`` — v5-style ``[B, N, 5+C]``: cx, cy, w, h (input pixels),
+  objectness, class scores; score = obj * cls.
+* ``anchor_free`` — v8-style ``[B, 4+C, N]``: cx, cy, w, h, class scores.
+
+Output of :func:`decode`: boxes float32 [B, N, 4] (x1, y1, x2, y2, input
+pixels), scores float32 [B, N, C].
+"""
+
+from typing import Any, List, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import ModelError
+from .graph import OpBuilder, static_dim
+
+
+def _classes_hint(spec: Any, got: int) -> str:
+    return (
+        "the model predicts {} classes but the spec lists {} labels; give the spec a label "
+        "list with {} names (or check the head and anchors)".format(got, spec.num_classes, got)
+    )
+
+
+def check_heads(spec: Any, names: Tuple[str, ...], shapes: Tuple[Tuple[Any, ...], ...]) -> Any:
+    from .surgery import HeadInfo
+
+    y = spec.yolo
+    c = spec.num_classes
+    notes = []  # type: List[str]
+    if y.head == "raw":
+        if len(names) != len(y.strides):
+            raise ModelError("the spec lists {} strides but {} head tensors ({}); list one head per "
+                             "stride in cut.outputs".format(len(y.strides), len(names), ", ".join(names)))
+        order = _match_strides(spec, names, shapes)
+        if order != list(range(len(names))):
+            notes.append("heads matched to strides by grid size: {}".format(", ".join(
+                "{} -> stride {}".format(names[i], y.strides[k]) for k, i in enumerate(order))))
+        names = tuple(names[i] for i in order)
+        shapes = tuple(shapes[i] for i in order)
+        return HeadInfo(names, shapes, tuple(notes))
+    if len(names) != 1:
+        raise ModelError("a '{}' head is one tensor; the model/spec gives {} ({})".format(
+            y.head, len(names), ", ".join(names)))
+    shape = shapes[0]
+    if len(shape) != 3:
+        raise ModelError("head '{}' has shape {}; a '{}' head is [batch, ..., ...] (3 dimensions)".format(
+            names[0], list(shape) or "unknown", y.head))
+    extra = 4 + (1 if (y.head == "decoded" and y.objectness) else 0)
+    n_expected = expected_boxes(spec) if y.head == "anchor_free" else None
+    attr_axis = 1 if y.head == "anchor_free" else 2
+    box_axis = 3 - attr_axis
+    got_attr, got_n = static_dim(shape[attr_axis]), static_dim(shape[box_axis])
+    if y.head == "anchor_free" and got_attr != c + extra and static_dim(shape[2]) == c + extra:
+        notes.append("head '{}' is [B, N, 4+C]; read as transposed".format(names[0]))
+        got_attr, got_n = c + extra, static_dim(shape[1])
+        attr_axis = 2
+    if got_attr is not None and got_attr != c + extra:
+        raise ModelError("head '{}' has shape {}: {} values per box, the spec expects {} = {} + {} "
+                         "classes; {}".format(names[0], list(shape), got_attr, c + extra, extra, c,
+                                              _classes_hint(spec, got_attr - extra)))
+    if n_expected is not None and got_n is not None and got_n != n_expected:
+        raise ModelError("head '{}' has {} boxes but input {}x{} with strides {} gives {}; check "
+                         "input.size and yolo.strides".format(names[0], got_n, spec.input.width,
+                                                              spec.input.height, list(y.strides),
+                                                              n_expected))
+    return HeadInfo(names, (tuple(shape),), tuple(notes), attr_axis)
+
+
+def expected_boxes(spec: Any) -> int:
+    return sum((spec.input.height // s) * (spec.input.width // s) for s in spec.yolo.strides)
+
+
+def _match_strides(spec: Any, names: Sequence[str], shapes: Sequence[Tuple[Any, ...]]) -> List[int]:
+    """For each stride in spec order, the index of the head with that grid."""
+    y = spec.yolo
+    c = spec.num_classes
+    grids = {}
+    for i, (name, shape) in enumerate(zip(names, shapes)):
+        if len(shape) != 4:
+            raise ModelError("head '{}' has shape {}; a raw darknet head is [batch, anchors*(5+C), "
+                             "height, width]".format(name, list(shape) or "unknown"))
+        h, w = static_dim(shape[2]), static_dim(shape[3])
+        if h is None or w is None:
+            raise ModelError("head '{}' has no fixed grid size ({}); fix the model's input size".format(
+                name, list(shape)))
+        grids[(h, w)] = i
+    order = []
+    for k, stride in enumerate(y.strides):
+        want = (spec.input.height // stride, spec.input.width // stride)
+        if want not in grids:
+            raise ModelError("no head has the {}x{} grid that stride {} gives at input {}x{} (head grids: "
+                             "{}); check yolo.strides and input.size".format(
+                                 want[1], want[0], stride, spec.input.width, spec.input.height,
+                                 ", ".join("{}x{}".format(g[1], g[0]) for g in grids)))
+        i = grids[want]
+        anchors = len(y.anchors[k])
+        ch = static_dim(shapes[i][1])
+        if ch is not None and ch != anchors * (5 + c):
+            if ch % anchors == 0 and ch // anchors > 5:
+                hint = _classes_hint(spec, ch // anchors - 5)
+            else:
+                hint = "the stride has {} anchors in the spec".format(anchors)
+            raise ModelError("head '{}' has {} channels; {} anchors x (5 + {} classes) = {} expected; "
+                             "{}".format(names[i], ch, anchors, c, anchors * (5 + c), hint))
+        order.append(i)
+    return order
+
+
+def decode(graph: Any, spec: Any, heads: Any, outs: Sequence[Any]) -> Tuple[Any, Any, int]:
+    b = OpBuilder(graph, "decode")
+    y = spec.yolo
+    c = spec.num_classes
+    if y.head == "raw":
+        boxes, scores, total = [], [], 0
+        for k, (out, stride) in enumerate(zip(outs, y.strides)):
+            bx, sc, n = _raw_level(b, out, spec, k, stride)
+            boxes.append(bx)
+            scores.append(sc)
+            total += n
+        return (b.op("Concat", boxes, {"axis": 1}), b.op("Concat", scores, {"axis": 1}), total)
+    head = outs[0]
+    attr_axis = heads.attr_axis
+    n = static_dim(heads.shapes[0][3 - attr_axis])
+    if n is None:
+        n = expected_boxes(spec)
+    if attr_axis == 1:
+        head = b.op("Transpose", [head], {"perm": [0, 2, 1]})  # -> [B, N, attrs]
+    box = b.slice(head, 0, 4, 2)
+    box = b.cxcywh_to_xyxy(box) if y.box_format == "cxcywh" else box
+    if y.head == "decoded" and y.objectness:
+        obj = b.activation(b.slice(head, 4, 5, 2), y.score_activation)
+        cls = b.activation(b.slice(head, 5, 5 + c, 2), y.score_activation)
+        score = b.op("Mul", [cls, obj])
+    else:
+        score = b.activation(b.slice(head, 4, 4 + c, 2), y.score_activation)
+    return box, score, n
+
+
+def _raw_level(b: OpBuilder, out: Any, spec: Any, k: int, stride: int) -> Tuple[Any, Any, int]:
+    y = spec.yolo
+    c = spec.num_classes
+    anchors = np.array(y.anchors[k], np.float32)  # [A, 2]
+    a = len(anchors)
+    h, w = spec.input.height // stride, spec.input.width // stride
+    t = b.op("Reshape", [out, np.array([0, a, 5 + c, h, w], np.int64)])
+    t = b.op("Transpose", [t], {"perm": [0, 1, 3, 4, 2]})  # [B, A, H, W, 5+C]
+    t = b.op("Reshape", [t, np.array([0, a * h * w, 5 + c], np.int64)])
+    gy, gx = np.meshgrid(np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32), indexing="ij")
+    grid = np.stack([gx, gy], -1).reshape(1, 1, h * w, 2).repeat(a, axis=1).reshape(1, a * h * w, 2)
+    wh_anchor = np.repeat(anchors[:, None, :], h * w, axis=1).reshape(1, a * h * w, 2)
+    s = float(y.scale_x_y[k])
+    act = y.score_activation
+    xy = b.activation(b.slice(t, 0, 2, 2), "sigmoid")
+    if s != 1.0:
+        xy = b.op("Add", [b.op("Mul", [xy, np.array(s, np.float32)]),
+                          np.array(-(s - 1.0) / 2.0, np.float32)])
+    xy = b.op("Mul", [b.op("Add", [xy, grid.astype(np.float32)]), np.array(stride, np.float32)])
+    wh = b.op("Mul", [b.op("Exp", [b.slice(t, 2, 4, 2)]), wh_anchor.astype(np.float32)])
+    half = b.op("Mul", [wh, np.array(0.5, np.float32)])
+    box = b.op("Concat", [b.op("Sub", [xy, half]), b.op("Add", [xy, half])], {"axis": 2})
+    obj = b.activation(b.slice(t, 4, 5, 2), act)
+    cls = b.activation(b.slice(t, 5, 5 + c, 2), act)
+    return box, b.op("Mul", [cls, obj]), a * h * w

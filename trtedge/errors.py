@@ -1,0 +1,38 @@
+"""The one exception family trtedge raises for bad input.
+
+Every error a user can cause (a malformed spec, a missing model, a spec that
+does not fit the graph, a corrupt engine, ...) is a :class:`TrtedgeError`.
+Its message is one line saying what is wrong and what to do next; the CLI
+prints it without a traceback (unless ``--verbose``) and exits with
+``exit_code``. Anything else that escapes is a bug and keeps its traceback.
+"""
+
+from typing import Optional
+
+
+class TrtedgeError(Exception):
+    """A user-facing error: one line, what is wrong and what to do."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, hint: Optional[str] = None) -> None:
+        text = " ".join(message.split())
+        if hint:
+            text = "{} ({})".format(text.rstrip("."), " ".join(hint.split()))
+        super().__init__(text)
+
+
+class SpecError(TrtedgeError):
+    """The spec file is malformed or names values that are not allowed."""
+
+
+class ModelError(TrtedgeError):
+    """The source model is missing, unreadable or does not fit the spec."""
+
+
+class BuildError(TrtedgeError):
+    """TensorRT could not parse or build the engine ONNX."""
+
+
+class EngineError(TrtedgeError):
+    """An engine or its manifest is corrupt, missing or foreign."""
