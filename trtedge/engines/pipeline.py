@@ -214,11 +214,14 @@ def build(
         model_proto = tgt.engine_onnx
         source = tgt.meta.get("source", {"path": None, "sha256": None, "format": "onnx"})
         notes.append("built from engine ONNX {} (no spec file needed)".format(target))
-        made_precision = tgt.meta.get("precision", "fp32")
-        if made_precision == "fp16" and precision == "fp32":
+        made = tgt.meta.get("precision", "fp32")
+        if made == "fp16" and precision == "fp32":
             raise BuildError("{} is an FP16 engine ONNX; build it with --precision fp16 or rebuild the ONNX "
                              "from the spec".format(target))
-        needs_fp16 = precision == "fp16" and made_precision != "fp16" and road == "onnx_types"
+        if precision == "fp16" and made != "fp16" and road == "onnx_types":
+            raise BuildError("{} is an FP32 engine ONNX and {} takes FP16 only from the ONNX types; make an FP16 "
+                             "one from the spec (trtedge build SPEC --precision fp16 --onnx-only)".format(
+                                 target, caps.module if caps else "this TensorRT"))
     else:
         assert tgt.source_path is not None
         say("Loading {}".format(tgt.source_path))
@@ -236,14 +239,15 @@ def build(
 
             say("Graph surgery: {} head, NMS form '{}'".format(
                 spec.yolo.head if spec.yolo else spec.family, form))
-            model_proto, more = transform(model_proto, spec, form or "host")
+            fp16 = precision == "fp16" and road == "onnx_types"
+            if fp16:
+                say("FP16 by ONNX types: the model body in FP16; preprocessing, decode and NMS in FP32")
+            model_proto, more = transform(model_proto, spec, form or "host", fp16=fp16)
             notes.extend(more)
-        needs_fp16 = precision == "fp16" and road == "onnx_types"
-    if needs_fp16:
-        from .precision import to_fp16
+        elif precision == "fp16" and road == "onnx_types":
+            from .precision import to_fp16
 
-        say("Converting the model body to FP16 (preprocessing, decode and NMS stay FP32)")
-        model_proto = to_fp16(model_proto)
+            model_proto = to_fp16(model_proto)
 
     from .surgery import set_metadata
 

@@ -2,21 +2,23 @@
 
 Where the installed TensorRT has no FP16 builder flag (TensorRT 11, TensorRT
 for RTX, or any strongly typed build), precision comes from the ONNX types:
-:func:`to_fp16` converts the model body to FP16 and keeps trtedge's own
-preprocessing, decode and NMS (every node named ``trtedge/...``) and the I/O
-in FP32, so the engine's contract is unchanged.
+surgery calls :func:`to_fp16` on the model *body* — the graph between the cut
+input and the head tensors, before trtedge adds anything — with its I/O kept
+FP32. Preprocessing, decode and NMS are added afterwards in FP32, so the
+engine's contract is unchanged and no mixed-type op appears at the seams.
+(Converting the whole engine ONNX with a block list instead leaves FP16
+tensors between FP32 islands, which strongly typed TensorRT refuses.)
 """
 
 from typing import Any
 
 from ..errors import BuildError
-from .graph import PREFIX
 
 PRECISIONS = ("fp32", "fp16")
 
 
 def to_fp16(model: Any) -> Any:
-    """FP16 body, FP32 I/O and FP32 trtedge nodes; returns a new model."""
+    """FP16 weights and activations, FP32 inputs and outputs; a new model."""
     import onnx
     from onnxconverter_common import float16
 
@@ -26,10 +28,8 @@ def to_fp16(model: Any) -> Any:
         if not node.name or node.name in used:
             node.name = "node_{}_{}".format(node.op_type, i)
         used.add(node.name)
-    keep = [n.name for n in model.graph.node if n.name.startswith(PREFIX + "/")]
     try:
-        out = float16.convert_float_to_float16(
-            model, keep_io_types=True, node_block_list=keep, disable_shape_infer=False)
+        out = float16.convert_float_to_float16(model, keep_io_types=True)
     except Exception as exc:
         raise BuildError("FP16 conversion of the engine ONNX failed: {}".format(exc),
                          hint="build with --precision fp32")

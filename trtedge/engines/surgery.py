@@ -125,8 +125,19 @@ def cut(graph: Any, spec: Any, heads: HeadInfo) -> Tuple[Any, List[Any]]:
     x = model_input(graph, spec)
     x.inputs.clear()  # a cut.input loses its producer (the model's own preprocessing)
     outs = [tensors[n] for n in heads.tensors]
+    graph.inputs = [x]
     graph.outputs = outs
     return x, outs
+
+
+def body_to_fp16(graph: Any) -> Any:
+    """Convert the cut graph (model body only) to FP16 with FP32 I/O."""
+    import onnx_graphsurgeon as gs
+
+    from .precision import to_fp16
+
+    graph.cleanup().toposort()
+    return gs.import_onnx(to_fp16(gs.export_onnx(graph)))
 
 
 def batch_dim(x: Any) -> Any:
@@ -167,17 +178,22 @@ def add_preprocessing(graph: Any, spec: Any, x: Any) -> Any:
     return images
 
 
-def transform(model: Any, spec: Any, nms_form: str) -> Tuple[Any, List[str]]:
+def transform(model: Any, spec: Any, nms_form: str, fp16: bool = False) -> Tuple[Any, List[str]]:
     """The whole surgery: source ``onnx.ModelProto`` -> engine ``ModelProto``.
 
-    Returns the engine model and notes worth telling the user (head order
-    matched by grid size, legacy fields mapped, ...).
+    ``fp16`` converts the model body to FP16 after the cut (the strongly
+    typed road). Returns the engine model and notes worth telling the user
+    (head order matched by grid size, legacy fields mapped, ...).
     """
     import onnx_graphsurgeon as gs
 
     graph = _import(model)
     heads = check_fit(graph, spec)
     x, outs = cut(graph, spec, heads)
+    if fp16:
+        graph = body_to_fp16(graph)
+        tensors = graph.tensors()
+        x, outs = tensors[x.name], [tensors[o.name] for o in outs]
     add_preprocessing(graph, spec, x)
     boxes, scores, num_boxes = _family(spec).decode(graph, spec, heads, outs)
     nms_mod.add_nms(graph, boxes, scores, nms_form, spec.nms, batch_dim(x), num_boxes,
