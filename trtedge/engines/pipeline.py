@@ -182,7 +182,10 @@ def build(
     if engine_ext not in ENGINE_EXTS:
         raise TrtedgeError("unknown engine extension '{}'; allowed: {}".format(engine_ext, ", ".join(ENGINE_EXTS)))
     if isinstance(workspace, str):
-        workspace = tb.parse_size(workspace)
+        try:
+            workspace = tb.parse_size(workspace)
+        except TrtedgeError as exc:
+            raise TrtedgeError("workspace: {}".format(exc))
     batches = _batch_options(batch, min_batch, opt_batch, max_batch)
     tgt = resolve_target(target, model)
     spec = tgt.spec

@@ -59,7 +59,8 @@ def check_heads(spec: Any, names: Tuple[str, ...], shapes: Tuple[Tuple[Any, ...]
     attr_axis = 1 if y.head == "anchor_free" else 2
     box_axis = 3 - attr_axis
     got_attr, got_n = static_dim(shape[attr_axis]), static_dim(shape[box_axis])
-    if y.head == "anchor_free" and got_attr != c + extra and static_dim(shape[2]) == c + extra:
+    if (y.head == "anchor_free" and got_attr != c + extra and static_dim(shape[2]) == c + extra
+            and static_dim(shape[1]) == n_expected):
         notes.append("head '{}' is [B, N, 4+C]; read as transposed".format(names[0]))
         got_attr, got_n = c + extra, static_dim(shape[1])
         attr_axis = 2
