@@ -58,7 +58,7 @@ setup(
             "onnxconverter-common==1.16.0",
             "polygraphy==0.53.6",
             "pytest>=8",
-            "mypy>=1.10",
+            "mypy==1.14.1",  # the last mypy that checks for Python 3.8
             "vermin>=1.6",
             "pyyaml>=6",
         ] + ORT + RTX + TF + TORCH + CUDA + CV,
