@@ -1,0 +1,210 @@
+"""Is this engine for this machine? Decided before anything is deserialised.
+
+Reads the manifest beside the engine and the plan file's header, and
+compares them with the installed TensorRT module and the visible GPU.
+
+The plan header (checked against NVIDIA's ``trtexec --getPlanVersionOnly``):
+bytes 0-3 a tag, ``ftrt`` for full TensorRT and ``vtrt`` for TensorRT for RTX;
+bytes 4-7 the serialization version (0); bytes 24-27 the TensorRT version
+as major, minor, patch, build (one byte each).
+
+Results: ``COMPATIBLE`` (0), ``INCOMPATIBLE`` (1, with the reason and the
+exact rebuild command), ``UNKNOWN`` (3: only a question that needs a GPU is
+left, e.g. the compute capability when no GPU is visible). What can be
+decided without a GPU is decided: another TensorRT module or version, a
+corrupt or truncated engine (sha256), a missing or foreign manifest, an
+engine that carries its own plugin libraries (code: refused unless trusted).
+"""
+
+import os
+import shlex
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+
+from ..engines import manifest as mf
+from ..errors import EngineError
+
+COMPATIBLE, INCOMPATIBLE, UNKNOWN = 0, 1, 3
+TAGS = {b"ftrt": "tensorrt", b"vtrt": "tensorrt_rtx"}
+HEADER_BYTES = 28
+
+
+class PlanHeader(NamedTuple):
+    module: str
+    version: Tuple[int, int, int, int]
+    serialization: int
+
+    @property
+    def version_text(self) -> str:
+        return ".".join(str(v) for v in self.version)
+
+
+class CheckResult(NamedTuple):
+    status: int
+    reason: str
+    rebuild: str = ""
+    details: Tuple[str, ...] = ()
+    #: "files" when the engine files themselves are bad (missing manifest,
+    #: corrupt, mismatched, untrusted plugins); "platform" when only this
+    #: machine's TensorRT or GPU is wrong for it (its engine ONNX still runs)
+    scope: str = "platform"
+
+    @property
+    def ok(self) -> bool:
+        return self.status == COMPATIBLE
+
+
+def read_header(path: str) -> Optional[PlanHeader]:
+    """The plan header, or None when the file does not start like a TensorRT plan."""
+    with open(path, "rb") as f:
+        head = f.read(HEADER_BYTES)
+    if len(head) < HEADER_BYTES or head[:4] not in TAGS:
+        return None
+    serialization = int.from_bytes(head[4:8], "little")
+    return PlanHeader(TAGS[head[:4]], tuple(head[24:28]), serialization)  # type: ignore[arg-type]
+
+
+def _version_tuple(text: str) -> Tuple[int, ...]:
+    out = []
+    for part in str(text).split("."):
+        digits = "".join(c for c in part if c.isdigit())
+        out.append(int(digits) if digits else 0)
+    return tuple(out)
+
+
+def rebuild_command(engine_path: str, data: Dict[str, Any]) -> str:
+    """The command that rebuilds this engine on this machine, from its engine ONNX."""
+    directory = os.path.dirname(os.path.abspath(engine_path))
+    onnx_file = os.path.join(directory, (data.get("onnx") or {}).get("file") or "")
+    opts = data.get("build_options") or {}
+    target = onnx_file if os.path.isfile(onnx_file) else ((data.get("source") or {}).get("path") or "SPEC")
+    args = ["trtedge", "build", target, "--out", directory, "--precision", str(data.get("precision", "fp32"))]
+    lo, opt, hi = opts.get("min_batch", 1), opts.get("opt_batch", 1), opts.get("max_batch", 1)
+    if (lo, opt, hi) != (1, 1, 1):
+        args += ["--min-batch", str(lo), "--opt-batch", str(opt), "--max-batch", str(hi)]
+    ext = os.path.splitext(engine_path)[1].lstrip(".")
+    if ext and ext != "bin":
+        args += ["--engine-ext", ext]
+    return " ".join(shlex.quote(a) for a in args + ["--force"])
+
+
+def installed_trt(module: str) -> Optional[str]:
+    """Version of an importable, usable TensorRT module, else None."""
+    from ..engines import tensorrt_build as tb
+
+    try:
+        mod = tb.import_trt(module)
+    except Exception:
+        return None
+    return str(getattr(mod, "__version__", "unknown"))
+
+
+def _cc(text: Any) -> Optional[Tuple[int, int]]:
+    try:
+        major, minor = str(text).split(".")[:2]
+        return int(major), int(minor)
+    except (ValueError, AttributeError):
+        return None
+
+
+def check_engine(engine_path: str, trust_plugins: bool = False, gpu: Any = "probe",
+                 trt_version: Any = "probe") -> CheckResult:
+    """Check ``engine_path`` against this machine. Raises :class:`EngineError`
+    (exit 2) for paths that are not engine files at all.
+
+    ``gpu`` and ``trt_version`` are seams for tests: ``"probe"`` asks the
+    machine; a dict / None or a version string / None stand in for it.
+    """
+    if os.path.isdir(engine_path):
+        raise EngineError("{} is a directory; give the engine file (.bin/.engine/.plan) inside it".format(engine_path))
+    if not os.path.isfile(engine_path):
+        raise EngineError("engine {} does not exist".format(engine_path), hint="build one with trtedge build")
+    manifest_path = mf.manifest_path(engine_path)
+    if not os.path.isfile(manifest_path):
+        return CheckResult(INCOMPATIBLE, "no manifest beside the engine ({}): trtedge cannot tell what it is or "
+                                         "what built it; rebuild it with trtedge build".format(manifest_path),
+                           scope="files")
+    try:
+        data = mf.read(manifest_path)
+    except EngineError as exc:
+        return CheckResult(INCOMPATIBLE, str(exc), scope="files")
+    rebuild = rebuild_command(engine_path, data)
+    engine = data.get("engine") or {}
+    if not engine:
+        return CheckResult(INCOMPATIBLE, "the manifest describes an engine ONNX only (--onnx-only build)", rebuild,
+                           scope="files")
+    size = os.path.getsize(engine_path)
+    if engine.get("bytes") is not None and size != engine.get("bytes"):
+        return CheckResult(INCOMPATIBLE, "engine is {} bytes but its manifest says {}: truncated or replaced".format(
+            size, engine.get("bytes")), rebuild, scope="files")
+    if mf.sha256_file(engine_path) != engine.get("sha256"):
+        return CheckResult(INCOMPATIBLE, "engine sha256 does not match its manifest: corrupt or replaced", rebuild,
+                           scope="files")
+    plugins = data.get("plugins") or {}
+    if plugins.get("libraries_embedded") and not trust_plugins:
+        return CheckResult(INCOMPATIBLE, "the engine carries its own plugin libraries, which is code that runs on "
+                                         "load; pass --trust-plugins if you trust where it came from", rebuild,
+                           scope="files")
+    header = read_header(engine_path)
+    built = data.get("tensorrt") or {}
+    module, version = str(built.get("module", "")), str(built.get("version", ""))
+    details = []  # type: List[str]
+    if header is None:
+        return CheckResult(INCOMPATIBLE, "the engine file does not start with a TensorRT plan header", rebuild,
+                           scope="files")
+    if header.module != module or _version_tuple(version)[:4] != header.version[: len(_version_tuple(version)[:4])]:
+        return CheckResult(INCOMPATIBLE, "plan header says {} {} but the manifest says {} {}: the files do not "
+                                         "belong together".format(header.module, header.version_text, module, version),
+                           rebuild, scope="files")
+    details.append("built by {} {}".format(module, version))
+
+    have = installed_trt(module) if trt_version == "probe" else trt_version
+    if have is None:
+        return CheckResult(INCOMPATIBLE, "built by {} {}, which is not installed here".format(module, version), rebuild,
+                           tuple(details))
+    if _version_tuple(have)[:3] != _version_tuple(version)[:3]:
+        vc = bool(built.get("version_compatible"))
+        newer_same_major = (_version_tuple(have) >= _version_tuple(version)
+                            and _version_tuple(have)[:1] == _version_tuple(version)[:1])
+        if not (vc and newer_same_major):
+            why = " (a version-compatible engine needs the same major version, not older)" if vc else ""
+            return CheckResult(INCOMPATIBLE, "built by {} {} but {} {} is installed{}".format(
+                module, version, module, have, why), rebuild, tuple(details))
+        details.append("version-compatible engine on {} {}".format(module, have))
+
+    visible = _probe_gpu() if gpu == "probe" else gpu
+    target = data.get("gpu") or {}
+    built_cc = _cc(target.get("compute_capability"))
+    if visible is None:
+        if built_cc is None:
+            need = "an ahead-of-time engine, for any GPU {} supports".format(module)
+        else:
+            need = "built for {} (compute capability {})".format(target.get("name", "?"),
+                                                                  target.get("compute_capability", "?"))
+        return CheckResult(UNKNOWN, "cannot tell: no NVIDIA GPU visible here; the engine is {}".format(need),
+                           rebuild, tuple(details))
+    have_cc = _cc(visible.get("compute_capability"))
+    level = str(built.get("hardware_compat") or "none")
+    if built_cc is None:  # ahead-of-time (TensorRT for RTX) or unknown: any supported GPU
+        return CheckResult(COMPATIBLE, "ahead-of-time engine; GPU {} (compute capability {})".format(
+            visible.get("name"), visible.get("compute_capability")), rebuild, tuple(details))
+    if have_cc is None:
+        return CheckResult(UNKNOWN, "cannot read this GPU's compute capability", rebuild, tuple(details))
+    if level == "ampere_plus":
+        if have_cc < (8, 0):
+            return CheckResult(INCOMPATIBLE, "hardware-compatible (Ampere+) engine, but this GPU is compute "
+                                             "capability {}.{}".format(*have_cc), rebuild, tuple(details))
+    elif have_cc != built_cc:
+        return CheckResult(INCOMPATIBLE, "built for {} (compute capability {}.{}) but this GPU is {} ({}.{})".format(
+            target.get("name"), built_cc[0], built_cc[1], visible.get("name"), have_cc[0], have_cc[1]),
+            rebuild, tuple(details))
+    elif target.get("name") and visible.get("name") and target.get("name") != visible.get("name"):
+        details.append("built on {}, running on {} (same compute capability)".format(target.get("name"),
+                                                                                     visible.get("name")))
+    return CheckResult(COMPATIBLE, "{} {} on {} (compute capability {})".format(
+        module, version, visible.get("name"), visible.get("compute_capability")), rebuild, tuple(details))
+
+
+def _probe_gpu() -> Optional[Dict[str, str]]:
+    from ..gpu import visible_gpu
+
+    return visible_gpu()
