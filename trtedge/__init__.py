@@ -9,7 +9,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["build", "__version__"]
+__all__ = ["build", "Detector", "Detections", "__version__"]
 
 
 def build(*args: Any, **kwargs: Any) -> Any:
@@ -17,3 +17,20 @@ def build(*args: Any, **kwargs: Any) -> Any:
     from .engines.pipeline import build as _build
 
     return _build(*args, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    """``trtedge.Detector`` and ``trtedge.Detections``, imported on first use."""
+    if name == "Detector":
+        from .runtime.detector import Detector
+
+        return Detector
+    if name == "Detections":
+        from .runtime.detections import Detections
+
+        return Detections
+    if name in ("errors", "specs", "engines", "runtime", "jetson", "datasets"):
+        import importlib
+
+        return importlib.import_module("." + name, __name__)
+    raise AttributeError("module 'trtedge' has no attribute '{}'".format(name))
