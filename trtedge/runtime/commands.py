@@ -139,3 +139,12 @@ COMMANDS = {
     "check": (add_check, run_check, "is this engine for this machine? (0 yes, 1 no, 3 cannot tell)"),
     "detect": (add_detect, run_detect, "run an engine on cameras, streams, videos or images"),
 }  # type: Dict[str, Tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]]
+
+
+def _register_bench() -> None:
+    from .bench import add_bench, run_bench
+
+    COMMANDS["bench"] = (add_bench, run_bench, "latency and throughput of an engine, beside its source model")
+
+
+_register_bench()
