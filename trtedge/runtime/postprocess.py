@@ -76,41 +76,62 @@ def to_frame(boxes: np.ndarray, fit: Fit) -> np.ndarray:
     return out
 
 
+def _same_class_pairs(cls: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """For rows sorted by class (then score), every pair (j, i), j < i, of one class."""
+    n = cls.size
+    starts = np.flatnonzero(np.r_[True, cls[1:] != cls[:-1]])
+    ends = np.r_[starts[1:], n]
+    group_end = np.repeat(ends, ends - starts)
+    after = group_end - np.arange(n) - 1
+    total = int(after.sum())
+    j = np.repeat(np.arange(n), after)
+    first = np.repeat(np.cumsum(after) - after, after)
+    i = j + 1 + (np.arange(total) - first)
+    return j, i
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, score_threshold: float,
         iou_threshold: float, max_per_class: int, max_total: int,
         class_agnostic: bool = False) -> np.ndarray:
     """Greedy NMS per class on candidates; returns kept indices by descending score.
 
-    Classes are separated by shifting each class's boxes far apart (so one
-    IoU matrix serves every class); the greedy loop runs once per kept box.
+    Exact greedy NMS without a Python loop per box. Rows are grouped by class
+    (one group when ``class_agnostic``) and sorted by score inside a group;
+    the IoU is computed only for pairs inside a group; then "kept unless a
+    kept, higher-scoring box of its class overlaps it" is iterated to its
+    fixed point from "all kept". Each round settles at least one more link
+    of every overlap chain, so it ends after (longest chain) rounds, usually
+    two or three. Then the per-class and total caps apply.
     """
     idx = np.flatnonzero(scores >= score_threshold)
     if idx.size == 0:
         return idx
-    idx = idx[np.argsort(-scores[idx], kind="stable")]
+    cls_all = np.zeros(idx.size, np.int64) if class_agnostic else classes[idx].astype(np.int64)
+    order = np.lexsort((-scores[idx], cls_all))
+    idx, cls = idx[order], cls_all[order]
     b = boxes[idx].astype(np.float32)
-    if not class_agnostic:
-        span = float(max(b[:, 2:].max(), 1.0)) + 1.0
-        b = b + (classes[idx].astype(np.float32) * span)[:, None]
-    area = np.maximum(b[:, 2] - b[:, 0], 0) * np.maximum(b[:, 3] - b[:, 1], 0)
-    order = np.arange(idx.size)
-    keep = []
-    per_class = {}  # type: dict
-    while order.size and len(keep) < max_total:
-        i = order[0]
-        c = int(classes[idx[i]])
-        if per_class.get(c, 0) < max_per_class:
-            keep.append(i)
-            per_class[c] = per_class.get(c, 0) + 1
-        rest = order[1:]
-        xx1 = np.maximum(b[i, 0], b[rest, 0])
-        yy1 = np.maximum(b[i, 1], b[rest, 1])
-        xx2 = np.minimum(b[i, 2], b[rest, 2])
-        yy2 = np.minimum(b[i, 3], b[rest, 3])
-        inter = np.maximum(xx2 - xx1, 0) * np.maximum(yy2 - yy1, 0)
-        iou = inter / np.maximum(area[i] + area[rest] - inter, 1e-9)
-        order = rest[iou <= iou_threshold]
-    return idx[np.array(keep, dtype=np.intp)]
+    j, i = _same_class_pairs(cls)
+    keep = np.ones(idx.size, bool)
+    if j.size:
+        area = np.maximum(b[:, 2] - b[:, 0], 0) * np.maximum(b[:, 3] - b[:, 1], 0)
+        iw = np.minimum(b[j, 2], b[i, 2]) - np.maximum(b[j, 0], b[i, 0])
+        ih = np.minimum(b[j, 3], b[i, 3]) - np.maximum(b[j, 1], b[i, 1])
+        inter = np.maximum(iw, 0) * np.maximum(ih, 0)
+        over = inter > iou_threshold * np.maximum(area[j] + area[i] - inter, 1e-9)
+        j, i = j[over], i[over]
+        for _ in range(idx.size):
+            nxt = np.ones(idx.size, bool)
+            nxt[i[keep[j]]] = False
+            if np.array_equal(nxt, keep):
+                break
+            keep = nxt
+    kept = np.flatnonzero(keep)
+    if kept.size > max_per_class:  # rank inside the class (rows are grouped by class, by score)
+        kc = cls[kept]
+        first = np.searchsorted(kc, kc, side="left")
+        kept = kept[np.arange(kept.size) - first < max_per_class]
+    kept = kept[np.argsort(-scores[idx[kept]], kind="stable")]
+    return idx[kept[:max_total]]
 
 
 def detections_from_outputs(outputs: Any, form: str, i: int, nms_cfg: Any,
