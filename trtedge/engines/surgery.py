@@ -116,7 +116,7 @@ def check_fit(graph: Any, spec: Any) -> HeadInfo:
         raise ModelError("cut tensor '{}' is not in the model{} (its outputs: {})".format(
             missing[0], _nearby(missing[0], tensors), ", ".join(t.name for t in graph.outputs)))
     shapes = tuple(tuple(tensors[n].shape) if tensors[n].shape is not None else () for n in names)
-    return _family(spec).check_heads(spec, tuple(names), shapes)
+    return _family(spec).check_heads(spec, tuple(names), shapes, graph=graph)
 
 
 def cut(graph: Any, spec: Any, heads: HeadInfo) -> Tuple[Any, List[Any]]:

@@ -30,7 +30,8 @@ def _classes_hint(spec: Any, got: int) -> str:
     )
 
 
-def check_heads(spec: Any, names: Tuple[str, ...], shapes: Tuple[Tuple[Any, ...], ...]) -> Any:
+def check_heads(spec: Any, names: Tuple[str, ...], shapes: Tuple[Tuple[Any, ...], ...],
+                graph: Any = None) -> Any:
     from .surgery import HeadInfo
 
     y = spec.yolo
