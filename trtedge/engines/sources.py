@@ -73,9 +73,12 @@ def locate(spec: Any, override: Optional[str] = None) -> str:
             return p
     if not paths:
         raise ModelError("spec '{}' names no source.file; pass the model with --model PATH".format(spec.name))
-    hint = "download it from {}".format(spec.source.url) if spec.source.url else "pass it with --model PATH"
-    raise ModelError("model file for '{}' not found; looked in: {}".format(spec.name, ", ".join(paths)),
-                     hint=hint + (" and put it in one of those places" if spec.source.url else ""))
+    if spec.source.url:
+        hint = "download it from {}{}, put it in one of those places or pass --model PATH".format(
+            spec.source.url, "; " + spec.source.howto if spec.source.howto else "")
+    else:
+        hint = "pass it with --model PATH"
+    raise ModelError("model file for '{}' not found; looked in: {}".format(spec.name, ", ".join(paths)), hint=hint)
 
 
 def sha256_of(path: str) -> str:

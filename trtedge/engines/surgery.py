@@ -152,6 +152,8 @@ def add_preprocessing(graph: Any, spec: Any, x: Any) -> Any:
 
     inp = spec.input
     batch = batch_dim(x)
+    if x.name == INPUT_NAME:  # Ultralytics exports call their float input "images" too
+        x.name = INPUT_NAME + "_normalized"
     images = gs.Variable(INPUT_NAME, dtype=np.uint8, shape=[batch, inp.height, inp.width, 3])
     b = OpBuilder(graph, "pre")
     y = b.cast(images, np.float32)

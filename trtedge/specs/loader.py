@@ -371,6 +371,7 @@ def spec_from_data(data: Any, file: str, base_dir: Optional[str]) -> S.ModelSpec
         url=src.str("url", None),
         sha256=src.str("sha256", None),
         input=src.str("input", None),
+        howto=src.str("howto", None),
     )
     if source.sha256 is not None and (
         len(source.sha256) != 64 or any(c not in "0123456789abcdef" for c in source.sha256.lower())

@@ -41,6 +41,8 @@ class SourceSpec:
     sha256: Optional[str] = None
     #: name of the source model's input tensor (default: its only input)
     input: Optional[str] = None
+    #: how to get the file when it is missing (shown with the url)
+    howto: Optional[str] = None
 
 
 @dataclass(frozen=True)
