@@ -125,7 +125,7 @@ def _loop(det: Any, sources: List[Any], sinks: List[Any], stats: Any, max_frames
         results = det.detect([f.image for f in frames])
         now = time.time()
         for frame, result in zip(frames, results):
-            stats.record(now - frame.time)
+            stats.record(frame.time, now)
             for sink in sinks:
                 if sink.write(frame, result) is False:
                     return False
