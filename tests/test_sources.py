@@ -1,0 +1,370 @@
+"""Frame sources (trtedge.runtime.sources): files, image lists, errors, and a live
+MJPEG-over-HTTP stream served on loopback by the test itself."""
+
+import http.server
+import logging
+import socket
+import socketserver
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from trtedge.datasets.shapes import generate
+from trtedge.runtime import sources
+from trtedge.runtime.sources import Frame, SourceError, open_source
+
+cv2 = pytest.importorskip("cv2", reason="OpenCV reads the videos and streams: pip install opencv-python-headless")
+
+H, W = 480, 640
+COUNT = 30
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("video") / "shapes.mp4")
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (W, H))
+    assert writer.isOpened()
+    for i in range(COUNT):
+        writer.write(generate(0, i, size=(H, W))[0])
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("images")
+    for i in (3, 1, 0, 2, 10):  # written out of order; read back in natural name order
+        assert cv2.imwrite(str(directory / "img{}.png".format(i)), generate(1, i, size=(96, 128))[0])
+    (directory / "notes.txt").write_text("not an image")
+    return directory
+
+
+def _one_line_error(text, **kwargs):
+    with pytest.raises(SourceError) as info:
+        open_source(text, **kwargs)
+    message = str(info.value)
+    assert message and "\n" not in message
+    assert info.value.exit_code == 2
+    return message
+
+
+# --------------------------------------------------------------------------- files
+
+
+def test_video_file_reads_every_frame_then_ends(video):
+    with open_source(video) as src:
+        assert src.name == "shapes.mp4" and not src.live
+        frames = []
+        for _ in range(COUNT + 5):
+            frame = src.read()
+            if frame is None:
+                break
+            frames.append(frame)
+        assert src.read() is None and src.ended
+    assert len(frames) == COUNT and src.frames == COUNT
+    assert [f.index for f in frames] == list(range(COUNT))
+    first = frames[0]
+    assert isinstance(first, Frame) and first.source == "shapes.mp4"
+    assert first.image.shape == (H, W, 3) and first.image.dtype == np.uint8
+    assert abs(first.time - time.time()) < 60
+    # mp4v is lossy; the decoded frame is still close to what was written
+    diff = np.abs(first.image.astype(np.int16) - generate(0, 0, size=(H, W))[0].astype(np.int16))
+    assert diff.mean() < 12
+
+
+def test_video_file_loop_continues_past_the_end(video):
+    src = open_source(video, loop=True)
+    try:
+        indices = [src.read().index for _ in range(COUNT + 15)]
+    finally:
+        src.close()
+    assert indices == list(range(COUNT + 15))
+    assert src.read() is None  # closed
+
+
+def test_image_directory_in_name_order(images):
+    src = open_source(str(images))
+    frames = list(src)
+    assert [f.index for f in frames] == [0, 1, 2, 3, 4]
+    expected = [generate(1, i, size=(96, 128))[0] for i in (0, 1, 2, 3, 10)]  # img0, img1, img2, img3, img10
+    for frame, image in zip(frames, expected):
+        assert np.array_equal(frame.image, image)
+        assert frame.source == images.name
+    assert src.read() is None
+
+
+def test_image_directory_loop(images):
+    with open_source(str(images), loop=True) as src:
+        frames = [src.read() for _ in range(12)]
+    assert [f.index for f in frames] == list(range(12))
+    assert np.array_equal(frames[5].image, frames[0].image)
+
+
+def test_glob_sorted(images):
+    pattern = str(images / "img[0-2].png")
+    frames = list(open_source(pattern))
+    assert len(frames) == 3
+    for frame, i in zip(frames, (0, 1, 2)):
+        assert np.array_equal(frame.image, generate(1, i, size=(96, 128))[0])
+
+
+def test_single_image(images):
+    path = str(images / "img2.png")
+    src = open_source(path)
+    frame = src.read()
+    assert src.name == "img2.png" and frame.index == 0
+    assert np.array_equal(frame.image, generate(1, 2, size=(96, 128))[0])
+    assert src.read() is None
+    with open_source(path, loop=True) as again:
+        assert [again.read().index for _ in range(3)] == [0, 1, 2]
+
+
+def test_unknown_scheme_lists_accepted_forms():
+    message = _one_line_error("ftp://example.com/video.mp4")
+    assert "'ftp://'" in message and "rtsp://" in message and "csi://" in message
+
+
+def test_missing_camera_lists_present_cameras():
+    message = _one_line_error("63", open_timeout=3)
+    assert message.startswith("camera 63 (/dev/video63) could not be opened; cameras present: ")
+    present = sources._video_devices()
+    assert (", ".join(present) if present else "none") in message
+
+
+def test_corrupt_video(tmp_path):
+    path = tmp_path / "broken.mp4"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 20000, dtype=np.uint8).tobytes())
+    message = _one_line_error(str(path))
+    assert message.startswith("video {} could not be decoded".format(path))
+
+
+def test_empty_directory_and_glob(tmp_path):
+    assert "holds no images" in _one_line_error(str(tmp_path))
+    (tmp_path / "a.txt").write_text("x")
+    assert "matches no images (1 file(s) matched" in _one_line_error(str(tmp_path / "*.txt"))
+
+
+def test_missing_file(tmp_path):
+    message = _one_line_error(str(tmp_path / "nope.mp4"))
+    assert "does not exist" in message and "nope.mp4" in message
+
+
+def test_raw_gstreamer_refused_without_gstreamer():
+    from trtedge.jetson.gstreamer import gstreamer_available
+    if gstreamer_available():
+        pytest.skip("this OpenCV has GStreamer; the refusal is for builds without it")
+    assert "needs OpenCV built with GStreamer" in _one_line_error("gst:videotestsrc num-buffers=3 ! appsink")
+    assert "needs OpenCV built with GStreamer" in _one_line_error("csi://0?width=1280&height=720")
+    assert "unknown parameter" in _one_line_error("csi://0?colour=red")
+
+
+# --------------------------------------------------------------------------- live, with a fake capture
+
+
+class _FakeCapture:
+    """Gives ``count`` frames, then fails every read (a camera unplugged)."""
+
+    def __init__(self, count, interval=0.002):
+        self.left = count
+        self.interval = interval
+
+    def isOpened(self):
+        return True
+
+    def read(self):
+        time.sleep(self.interval)
+        if self.left <= 0:
+            return False, None
+        self.left -= 1
+        return True, np.zeros((8, 8, 3), np.uint8)
+
+    def release(self):
+        pass
+
+
+def test_live_reconnects_with_backoff_and_logs(caplog):
+    calls = []
+
+    def opener(timeout):
+        calls.append(time.monotonic())
+        # first open works; the stream dies; two reopen attempts fail; the third works
+        return _FakeCapture(5) if len(calls) in (1, 4) else None
+
+    caplog.set_level(logging.WARNING, logger="trtedge")
+    src = sources._LiveSource("fake", opener, lambda: "fake failed", reconnect=True,
+                              max_reconnect_seconds=0.5, open_timeout=2.0)
+    try:
+        got = []
+        deadline = time.monotonic() + 8
+        while len(got) < 12 and time.monotonic() < deadline:  # 5 + 5 frames arrive; then it waits again
+            frame = src.read(timeout=0.5)
+            if frame is not None:
+                got.append(frame)
+            elif src.reconnects >= 1 and len(calls) >= 5:
+                break
+    finally:
+        src.close()
+    assert src.reconnects >= 1
+    gaps = np.diff(calls[:4])
+    assert 0.2 < gaps[1] and 0.4 < gaps[2]  # waits 0.25 s, then 0.5 s (capped by max_reconnect_seconds)
+    indices = [f.index for f in got]
+    assert indices == sorted(indices) and len(set(indices)) == len(indices)
+    assert any("reconnected" in r.getMessage() for r in caplog.records)
+    assert all(r.levelno == logging.WARNING for r in caplog.records if "reconnect" in r.getMessage())
+
+
+def test_live_first_open_failure_raises():
+    with pytest.raises(SourceError, match="fake never opened"):
+        sources._LiveSource("fake", lambda t: None, lambda: "fake never opened", True, 1.0, 1.0)
+
+
+def test_live_first_open_timeout():
+    def slow(timeout):
+        time.sleep(1.5)
+        return None
+
+    started = time.monotonic()
+    with pytest.raises(SourceError, match="no frame within 0.3 s"):
+        sources._LiveSource("slow", slow, lambda: "x", True, 1.0, 0.3)
+    assert time.monotonic() - started < 1.2
+
+
+# --------------------------------------------------------------------------- live, MJPEG over HTTP on loopback
+
+
+class MjpegServer:
+    """multipart/x-mixed-replace JPEG frames on 127.0.0.1 (port 0).
+
+    Connection ``n`` (from 0) gets ``plan[n]`` frames (the last entry repeats)
+    at ``interval`` seconds apart, then the connection is closed. The server
+    stops itself after ``lifetime`` seconds whatever happens.
+    """
+
+    def __init__(self, plan, interval=0.02, lifetime=20.0):
+        self.plan = list(plan)
+        self.interval = interval
+        self.connections = 0
+        self.jpegs = [cv2.imencode(".jpg", generate(2, i, size=(120, 160))[0])[1].tobytes() for i in range(8)]
+        self.stopping = threading.Event()
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                n = owner.connections
+                owner.connections += 1
+                frames = owner.plan[min(n, len(owner.plan) - 1)]
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.send_header("Cache-Control", "no-cache")
+                self.end_headers()
+                for i in range(frames):
+                    if owner.stopping.is_set():
+                        break
+                    jpeg = owner.jpegs[i % len(owner.jpegs)]
+                    try:
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                         + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+                        self.wfile.flush()
+                    except OSError:
+                        return
+                    time.sleep(owner.interval)
+                self.close_connection = True
+
+            def log_message(self, *args):
+                pass
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:{}/video.mjpg".format(self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs=dict(poll_interval=0.05), daemon=True)
+        self.timer = threading.Timer(lifetime, self.stop)
+        self.timer.daemon = True
+
+    def __enter__(self):
+        self.thread.start()
+        self.timer.start()
+        return self
+
+    def stop(self):
+        if not self.stopping.is_set():
+            self.stopping.set()
+            self.server.shutdown()
+            self.server.server_close()
+
+    def __exit__(self, *exc):
+        self.timer.cancel()
+        self.stop()
+
+
+def test_http_mjpeg_reconnects_and_keeps_delivering():
+    with MjpegServer(plan=[10, 400], interval=0.02) as server:
+        src = open_source(server.url, max_reconnect_seconds=0.5, open_timeout=5)
+        try:
+            assert src.live and src.name == server.url
+            frames, after = [], 0
+            deadline = time.monotonic() + 12
+            while after < 10 and len(frames) < 400 and time.monotonic() < deadline:
+                frame = src.read(timeout=1.0)
+                if frame is None:
+                    assert not src.ended  # a timeout while reconnecting, not the end
+                    continue
+                frames.append(frame)
+                if src.reconnects >= 1:
+                    after += 1
+        finally:
+            started = time.monotonic()
+            src.close()
+            closing = time.monotonic() - started
+    assert src.reconnects >= 1 and server.connections >= 2
+    assert after >= 10, "no frames after the reconnect"
+    indices = [f.index for f in frames]
+    assert all(b > a for a, b in zip(indices, indices[1:]))
+    assert frames[-1].image.shape == (120, 160, 3)
+    assert closing < 2.5
+    assert src.read() is None
+
+
+def test_http_mjpeg_slow_reader_counts_dropped_frames():
+    with MjpegServer(plan=[300], interval=0.01) as server:
+        src = open_source(server.url, reconnect=False, open_timeout=5)
+        try:
+            frames = []
+            for _ in range(6):
+                frame = src.read(timeout=2.0)
+                assert frame is not None
+                frames.append(frame)
+                time.sleep(0.1)
+        finally:
+            src.close()
+    assert src.dropped > 0 and src.frames == 6
+    assert frames[-1].index - frames[0].index > 5  # the skipped frames show as gaps in the index
+
+
+def test_http_mjpeg_without_reconnect_ends():
+    with MjpegServer(plan=[8, 400], interval=0.01) as server:
+        src = open_source(server.url, reconnect=False, open_timeout=5)
+        got = 0
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            frame = src.read(timeout=1.0)
+            if frame is None and src.ended:
+                break
+            got += frame is not None
+        src.close()
+    assert src.ended and src.reconnects == 0 and 1 <= got <= 8
+    assert server.connections == 1
+
+
+def test_http_stream_that_never_opens():
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    started = time.monotonic()
+    message = _one_line_error("http://user:secret@127.0.0.1:{}/video.mjpg".format(port), open_timeout=3)
+    assert time.monotonic() - started < 6
+    assert message.startswith("stream http://user:***@127.0.0.1:{}/video.mjpg could not be opened".format(port))
+    assert "secret" not in message
