@@ -41,6 +41,15 @@ class Backend(object):
     def infer(self, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         raise NotImplementedError
 
+    def submit(self, feed: Dict[str, np.ndarray]) -> Any:
+        """Start a batch; :meth:`collect` gives its outputs. Backends that run
+        asynchronously (TensorRT) return at once, so the caller can prepare
+        the next batch while this one runs; the default runs it now."""
+        return self.infer(feed)
+
+    def collect(self, ticket: Any) -> Dict[str, np.ndarray]:
+        return ticket
+
     def close(self) -> None:
         pass
 

@@ -107,10 +107,28 @@ def run_detect(args: argparse.Namespace) -> int:
 
 
 def _loop(det: Any, sources: List[Any], sinks: List[Any], stats: Any, max_frames: Any) -> bool:
-    """Run until every source ends, a sink asks to stop, or max_frames. False when stopped early."""
+    """Run until every source ends, a sink asks to stop, or max_frames. False when stopped early.
+
+    One batch is kept in flight: batch k+1 is read, fitted and submitted
+    before batch k's results are collected, so with the TensorRT backend the
+    host work of one frame overlaps the engine's work on the previous one.
+    """
     active = list(sources)
     done = 0
-    while active:
+    pending = None  # type: Any
+
+    def finish(item: Any) -> bool:
+        frames, ticket = item
+        results = det.collect(ticket)
+        now = time.time()
+        for frame, result in zip(frames, results):
+            stats.record(frame.time, now)
+            for sink in sinks:
+                if sink.write(frame, result) is False:
+                    return False
+        return True
+
+    while active and (max_frames is None or done < max_frames):
         frames = []
         for src in list(active):
             frame = src.read()
@@ -118,21 +136,18 @@ def _loop(det: Any, sources: List[Any], sinks: List[Any], stats: Any, max_frames
                 active.remove(src)
             else:
                 frames.append(frame)
-        if not frames:
-            break
         if max_frames is not None:
             frames = frames[: max_frames - done]
-        results = det.detect([f.image for f in frames])
-        now = time.time()
-        for frame, result in zip(frames, results):
-            stats.record(frame.time, now)
-            for sink in sinks:
-                if sink.write(frame, result) is False:
-                    return False
-        done += len(frames)
-        if max_frames is not None and done >= max_frames:
+        if not frames:
             break
-    return True
+        for start in range(0, len(frames), det.max_batch):
+            chunk = frames[start:start + det.max_batch]
+            ticket = det.submit([f.image for f in chunk])
+            if pending is not None and not finish(pending):
+                return False
+            pending = (chunk, ticket)
+        done += len(frames)
+    return pending is None or finish(pending)
 
 
 COMMANDS = {

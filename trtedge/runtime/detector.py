@@ -117,11 +117,19 @@ class Detector(object):
         """Detections for each frame (BGR uint8, any size), batched up to the engine's max batch."""
         out = []  # type: List[Detections]
         for start in range(0, len(frames), self.max_batch):
-            out.extend(self._run(frames[start:start + self.max_batch]))
+            out.extend(self.collect(self.submit(frames[start:start + self.max_batch])))
         return out
 
-    def _run(self, frames: Sequence[np.ndarray]) -> List[Detections]:
+    def submit(self, frames: Sequence[np.ndarray]) -> Any:
+        """Fit up to ``max_batch`` frames into the input and start the engine.
+
+        Returns a ticket for :meth:`collect`. With the TensorRT backend the
+        engine runs while the caller reads and submits the next frames (two
+        buffer slots), which is how ``trtedge detect`` overlaps frames.
+        """
         n = len(frames)
+        if not 1 <= n <= self.max_batch:
+            raise TrtedgeError("submit takes 1 to {} frames, not {}".format(self.max_batch, n))
         batch = n if self.backend_is_dynamic() else self.max_batch
         buf = self.backend.input_buffer(self.input_name, batch)
         fits = []
@@ -131,7 +139,12 @@ class Detector(object):
                 raise TrtedgeError("frames must be BGR uint8 arrays of shape (height, width, 3); got {} {}".format(
                     getattr(frame, "dtype", type(frame).__name__), getattr(frame, "shape", "")))
             fits.append(fit_into(frame[..., ::-1] if self.swap_rb else frame, buf[k], self.resize, self.pad_value))
-        outputs = self.backend.infer({self.input_name: buf})
+        return fits, self.backend.submit({self.input_name: buf})
+
+    def collect(self, ticket: Any) -> List[Detections]:
+        """Wait for a :meth:`submit`; one :class:`Detections` per frame."""
+        fits, handle = ticket
+        outputs = self.backend.collect(handle)
         result = []
         for k, fit in enumerate(fits):
             boxes, scores, classes = detections_from_outputs(outputs, self.form, k, self.nms, self.conf)
