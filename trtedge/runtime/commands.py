@@ -12,6 +12,9 @@ from typing import Any, Callable, Dict, List, Tuple
 
 from ..errors import TrtedgeError
 
+#: how long one pass of the loop waits on a live source before serving the others
+LIVE_WAIT_S = 0.5
+
 
 def _say(message: str) -> None:
     sys.stderr.write(message + "\n")
@@ -131,15 +134,16 @@ def _loop(det: Any, sources: List[Any], sinks: List[Any], stats: Any, max_frames
     while active and (max_frames is None or done < max_frames):
         frames = []
         for src in list(active):
-            frame = src.read()
-            if frame is None:
-                active.remove(src)
-            else:
+            # a live source that is reconnecting must not hold up the others
+            frame = src.read(timeout=LIVE_WAIT_S if getattr(src, "live", False) else None)
+            if frame is not None:
                 frames.append(frame)
+            elif getattr(src, "ended", True):
+                active.remove(src)
         if max_frames is not None:
             frames = frames[: max_frames - done]
         if not frames:
-            break
+            continue
         for start in range(0, len(frames), det.max_batch):
             chunk = frames[start:start + det.max_batch]
             ticket = det.submit([f.image for f in chunk])
