@@ -9,7 +9,6 @@ not TensorRT itself. They are unit tests, not end-to-end tests.
 """
 
 import enum
-import json
 import types
 
 import numpy as np
