@@ -7,11 +7,11 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run(*args, cwd=None, timeout=600, script=None):
-    """Run ``python -m trtedge ARGS`` (or ``python SCRIPT ARGS``); returns CompletedProcess."""
+def run(*args, cwd=None, timeout=600, script=None, module="trtedge"):
+    """Run ``python -m MODULE ARGS`` (or ``python SCRIPT ARGS``); returns CompletedProcess."""
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    cmd = [sys.executable] + ([script] if script else ["-m", "trtedge"]) + [str(a) for a in args]
+    cmd = [sys.executable] + ([script] if script else ["-m", module]) + [str(a) for a in args]
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 

@@ -187,20 +187,19 @@ def build(
         except TrtedgeError as exc:
             raise TrtedgeError("workspace: {}".format(exc))
     batches = _batch_options(batch, min_batch, opt_batch, max_batch)
-    tgt = resolve_target(target, model)
-    spec = tgt.spec
-
     caps = None
     trt = None
-    if not onnx_only or trt_module:
+    if not onnx_only or trt_module:  # before the (possibly slow) source: fail fast without TensorRT
         trt = tb.import_trt(trt_module)
         caps = tb.capabilities(trt)
-    elif onnx_only:
+    else:
         try:
             trt = tb.import_trt(None)
             caps = tb.capabilities(trt)
         except BuildError:
             caps = None
+    tgt = resolve_target(target, model)
+    spec = tgt.spec
     from .surgery import nms_form_of
 
     fixed_form = nms_form_of(tgt.engine_onnx) if tgt.engine_onnx is not None else None
