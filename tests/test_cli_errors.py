@@ -95,3 +95,11 @@ def test_specs_lists_builtins():
     proc = cli.run("specs")
     assert proc.returncode == 0
     assert "shapes_yolo" in proc.stdout and "anchor_free" in proc.stdout
+
+
+def test_missing_frozen_graph_says_where_it_looked_and_where_to_download(tmp_path):
+    proc = cli.run("ssd_mobilenet_v2_coco", script=os.path.join(cli.ROOT, "build_engine.py"), cwd=tmp_path)
+    line = cli.assert_one_line_error(proc, 2, "model file for 'ssd_mobilenet_v2_coco' not found; looked in:")
+    assert str(tmp_path) in line and "ssd_mobilenet_v2_coco_2018_03_29/frozen_inference_graph.pb" in line
+    assert "download it from http://download.tensorflow.org/models/object_detection/" \
+           "ssd_mobilenet_v2_coco_2018_03_29.tar.gz" in line
