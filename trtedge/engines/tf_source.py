@@ -1,0 +1,538 @@
+"""TensorFlow source models -> ``onnx.ModelProto`` through tf2onnx (opset 17).
+
+Three formats, one road. Each loader turns its file into a *frozen* TF
+``GraphDef`` plus input and output tensor names, and the names tf2onnx gives
+them in the ONNX (``rename``):
+
+* ``savedmodel`` — a directory with ``saved_model.pb``; the ``serve`` tag and
+  the ``serving_default`` signature (else the only/first one). As the tf2onnx
+  command line does, the ONNX inputs and outputs take the signature's names
+  (``image``, ``box_encodings``, ...); every other tensor keeps its TF name
+  with ``:0``.
+* ``frozen_graph`` — a ``.pb`` GraphDef (TF1 model zoo ``frozen_inference_graph.pb``).
+  Inputs: ``source.input`` (``image_tensor:0``) or the graph's Placeholders;
+  outputs: the graph's sink nodes. All names are TF's, with ``:0``.
+* ``keras`` — ``.keras`` / ``.h5``, loaded with ``load_model(compile=False)``
+  and traced as ``from_keras`` does; the ONNX outputs take the Keras output
+  names.
+
+Then, for every format (:func:`_prepare`):
+
+* outputs: the spec's ``cut.outputs`` when given (signature/Keras output names
+  or TF tensor names), so TF's postprocessor, which tf2onnx converts badly
+  (loops, NMS, TopK), is never converted; a TF tensor named in ``cut.outputs``
+  keeps that name in the ONNX;
+* input: the spec's ``cut.input`` when given becomes a Placeholder of the same
+  name (TF's preprocessor — a while loop of uint8 resizes in the TF object
+  detection API — is left out too: surgery replaces it anyway); else
+  ``source.input`` or the signature's / graph's inputs;
+* shapes: an image input with unknown height/width gets the spec's
+  ``input.size`` (``nhwc`` or ``nchw`` by ``input.layout``); the batch stays
+  dynamic. Nothing is transposed: the layout is surgery's business.
+
+The result is checked for ops tf2onnx left unconverted (a
+:class:`~trtedge.errors.ModelError` names them), and gets IR version <= 8.
+
+TensorFlow and tf2onnx are imported only here, inside the functions.
+TensorFlow's C++ log is silenced with ``TF_CPP_MIN_LOG_LEVEL=3`` unless the
+environment sets it. tf2onnx's and TensorFlow's Python logs are hidden unless
+``verbose``; then they go through the ``trtedge`` logger at INFO.
+"""
+
+import contextlib
+import logging
+import os
+import warnings
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+
+from ..errors import ModelError, TrtedgeError
+
+log = logging.getLogger("trtedge")
+
+OPSET = 17
+MAX_IR_VERSION = 8
+SERVE_TAG = "serve"
+DEFAULT_SIGNATURE = "serving_default"
+FORMATS = ("savedmodel", "frozen_graph", "keras")
+INSTALL_HINT = 'pip install "trtedge[tf]"'
+#: node types that are never a model output when looking for a graph's sinks
+_NOT_OUTPUTS = ("NoOp", "Const", "Placeholder", "PlaceholderWithDefault", "Assert", "SaveV2", "RestoreV2",
+                "VarHandleOp", "VariableV2", "Variable", "AssignVariableOp", "Assign", "Print", "PrintV2")
+
+
+class TfGraph(NamedTuple):
+    """A frozen TF graph and how tf2onnx should read it."""
+
+    graph_def: Any
+    inputs: List[str]
+    outputs: List[str]
+    #: TF tensor name -> ONNX name (signature / Keras names); others keep their TF name
+    rename: Dict[str, str]
+
+
+def convert(path: str, fmt: str, spec: Any, verbose: bool = False) -> Any:
+    """Convert a SavedModel directory, frozen ``.pb`` or Keras file to ONNX (opset 17).
+
+    ``spec`` (may be None) supplies ``source.input``, ``cut.input``,
+    ``cut.outputs`` and the input size. Raises :class:`TrtedgeError` when
+    TensorFlow/tf2onnx are missing and :class:`ModelError` when the file is
+    not such a model or tf2onnx cannot convert it.
+    """
+    if fmt not in FORMATS:
+        raise ModelError("unknown TensorFlow model format '{}'; known: {}".format(fmt, ", ".join(FORMATS)))
+    _check_path(path, fmt)
+    tf, tf2onnx = _import_tf(fmt)
+    with _tf_logs(verbose) as errors:
+        if fmt == "savedmodel":
+            loaded = _load_saved_model(tf, path)
+        elif fmt == "frozen_graph":
+            loaded = _load_frozen_graph(tf, path, spec)
+        else:
+            loaded = _load_keras(tf, path)
+        prepared = _prepare(tf, loaded, spec, path)
+        model = _to_onnx(tf2onnx, prepared, path, errors)
+    return model
+
+
+# --------------------------------------------------------------------------- imports and logs
+
+
+def _import_tf(fmt: str) -> Tuple[Any, Any]:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import tensorflow as tf
+            import tf2onnx
+            import tf2onnx.convert  # noqa: F401
+            import tf2onnx.tf_loader  # noqa: F401
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) or "tensorflow"
+        raise TrtedgeError("converting a {} needs TensorFlow and tf2onnx ({} is not installed)".format(
+            _FORMAT_NAMES[fmt], missing.split(".")[0]), hint=INSTALL_HINT)
+    return tf, tf2onnx
+
+
+_FORMAT_NAMES = {"savedmodel": "SavedModel", "frozen_graph": "frozen graph (.pb)", "keras": "Keras model"}
+
+
+class _Forward(logging.Handler):
+    """Re-emits TF/tf2onnx log records through the ``trtedge`` logger at INFO."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            msg = record.getMessage()
+        except Exception:  # a malformed record of a third-party library
+            msg = str(record.msg)
+        log.info("%s: %s", record.name, msg)
+
+
+class _Collect(logging.Handler):
+    """Keeps error messages (tf2onnx logs a failed node conversion and goes on)."""
+
+    def __init__(self, store: List[str]) -> None:
+        super().__init__(logging.ERROR)
+        self.store = store
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.store.append(record.getMessage())
+        except Exception:
+            self.store.append(str(record.msg))
+
+
+@contextlib.contextmanager
+def _tf_logs(verbose: bool) -> Iterator[List[str]]:
+    """Route the ``tf2onnx`` and ``tensorflow`` loggers; yield the error messages seen."""
+    errors = []  # type: List[str]
+    loggers = [logging.getLogger(n) for n in ("tf2onnx", "tensorflow")]
+    saved = [(lg.level, lg.propagate, list(lg.handlers)) for lg in loggers]
+    collect = _Collect(errors)
+    forward = _Forward(logging.INFO)
+    for lg in loggers:
+        lg.handlers = [collect, forward] if verbose else [collect]
+        lg.propagate = False
+        lg.setLevel(logging.INFO if verbose else logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            if not verbose:
+                warnings.simplefilter("ignore")
+            yield errors
+    finally:
+        for lg, (level, propagate, handlers) in zip(loggers, saved):
+            lg.setLevel(level)
+            lg.propagate = propagate
+            lg.handlers = handlers
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()[:300]
+    return type(exc).__name__
+
+
+# --------------------------------------------------------------------------- loaders
+
+
+def _check_path(path: str, fmt: str) -> None:
+    if fmt == "savedmodel":
+        if not os.path.isdir(path):
+            raise ModelError("{} is not a SavedModel directory (source.format is savedmodel)".format(path))
+        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+            raise ModelError("{} is a directory without saved_model.pb, so not a SavedModel".format(path),
+                             hint="give the directory that holds saved_model.pb and variables/")
+    elif not os.path.isfile(path):
+        raise ModelError("{} is not a file; a {} is one file".format(path, _FORMAT_NAMES[fmt]))
+
+
+def _read_saved_model_proto(path: str) -> Any:
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    try:
+        with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+            proto.ParseFromString(f.read())
+    except Exception as exc:  # DecodeError, OSError
+        raise ModelError("cannot read {}/saved_model.pb: {}".format(path, _first_line(exc)),
+                         hint="is the SavedModel complete?")
+    if not proto.meta_graphs:
+        raise ModelError("{}/saved_model.pb holds no graph; is it a SavedModel?".format(path))
+    return proto
+
+
+def _pick_signature(proto: Any, path: str) -> Tuple[List[str], str]:
+    """(tags, signature key) of the serving graph."""
+    metas = list(proto.meta_graphs)
+    meta = next((m for m in metas if SERVE_TAG in m.meta_info_def.tags), metas[0])
+    tags = list(meta.meta_info_def.tags)
+    keys = [k for k in meta.signature_def if not k.startswith("_") and k != "__saved_model_init_op"]
+    if DEFAULT_SIGNATURE in keys:
+        return tags, DEFAULT_SIGNATURE
+    if not keys:
+        raise ModelError("SavedModel {} has no serving signature; export it with "
+                         "tf.saved_model.save(obj, dir, signatures=...)".format(path))
+    if len(keys) > 1:
+        log.info("SavedModel %s has no '%s' signature; using '%s' of %s", path, DEFAULT_SIGNATURE,
+                 sorted(keys)[0], ", ".join(sorted(keys)))
+    return tags, sorted(keys)[0]
+
+
+def _load_saved_model(tf: Any, path: str) -> TfGraph:
+    from tf2onnx import tf_loader
+
+    tags, signature = _pick_signature(_read_saved_model_proto(path), path)
+    try:
+        graph_def, inputs, outputs, rename = tf_loader.from_saved_model(
+            path, None, None, tag=tags, signatures=[signature], return_tensors_to_rename=True)
+    except Exception as exc:
+        raise ModelError("cannot load SavedModel {} (signature '{}'): {}".format(path, signature, _first_line(exc)))
+    return TfGraph(graph_def, list(inputs), list(outputs), dict(rename or {}))
+
+
+def _parse_graph_def(tf: Any, path: str) -> Any:
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    with open(path, "rb") as f:
+        data = f.read()
+    graph_def = tf.compat.v1.GraphDef()
+    try:
+        graph_def.ParseFromString(data)
+        ok = len(graph_def.node) > 0 and all(n.name and n.op for n in graph_def.node)
+    except Exception:
+        ok = False
+    if ok:
+        return graph_def
+    saved = saved_model_pb2.SavedModel()
+    try:
+        saved.ParseFromString(data)
+        is_saved = any(len(m.graph_def.node) for m in saved.meta_graphs)
+    except Exception:
+        is_saved = False
+    if is_saved:
+        raise ModelError("{} is a SavedModel's saved_model.pb, not a frozen graph".format(path),
+                         hint="give its directory (source.format: savedmodel)")
+    raise ModelError("{} is not a TensorFlow GraphDef (frozen graph)".format(path),
+                     hint="is it a complete frozen_inference_graph.pb?")
+
+
+def _import_graph(tf: Any, graph_def: Any, path: str) -> Any:
+    graph = tf.Graph()
+    with graph.as_default():
+        try:
+            tf.import_graph_def(graph_def, name="")
+        except Exception as exc:
+            raise ModelError("TensorFlow cannot load the graph in {}: {}".format(path, _first_line(exc)))
+    return graph
+
+
+def _tensor_name(name: str) -> str:
+    return name if ":" in name else name + ":0"
+
+
+def _load_frozen_graph(tf: Any, path: str, spec: Any) -> TfGraph:
+    graph_def = _parse_graph_def(tf, path)
+    graph = _import_graph(tf, graph_def, path)
+    ops = graph.get_operations()
+    consumed = set()
+    for op in ops:
+        for t in op.inputs:
+            consumed.add(t.op.name)
+        for c in op.control_inputs:
+            consumed.add(c.name)
+    inputs = [op.outputs[0].name for op in ops if op.type == "Placeholder" and op.outputs]
+    outputs = [t.name for op in ops
+               if op.name not in consumed and op.type not in _NOT_OUTPUTS and op.inputs and op.outputs
+               for t in op.outputs]
+    if not outputs and not (spec is not None and spec.cut.outputs):
+        raise ModelError("{} has no output nodes (every node feeds another); name the outputs in the "
+                         "spec's cut.outputs".format(path))
+    return TfGraph(graph_def, inputs, outputs, {})
+
+
+def _load_keras(tf: Any, path: str) -> TfGraph:
+    from tf2onnx import tf_loader
+
+    try:
+        model = tf.keras.models.load_model(path, compile=False)
+    except Exception as exc:
+        raise ModelError("cannot load Keras model {}: {}".format(path, _first_line(exc)),
+                         hint="a .keras or .h5 file saved by model.save(); custom layers must be importable")
+    try:
+        keras_inputs = list(model.inputs)
+        names = list(getattr(model, "output_names", None) or [])
+    except Exception as exc:
+        raise ModelError("Keras model {} has no defined inputs ({}); build it on an Input first".format(
+            path, _first_line(exc)))
+    specs = [tf.TensorSpec(tuple(t.shape), t.dtype, name=_keras_name(t, i)) for i, t in enumerate(keras_inputs)]
+
+    @tf.function(input_signature=specs)
+    def serve(*args: Any) -> Any:
+        out = model(list(args) if len(args) > 1 else args[0], training=False)
+        flat = tf.nest.flatten(out)
+        keys = names if len(names) == len(flat) else ["output_{}".format(i) for i in range(len(flat))]
+        return dict(zip(keys, [tf.identity(t) for t in flat]))
+
+    try:
+        func = serve.get_concrete_function()
+    except Exception as exc:
+        raise ModelError("cannot trace Keras model {}: {}".format(path, _first_line(exc)))
+    inputs = [t.name for t in func.inputs[:len(specs)]]
+    rename = {t: s.name for t, s in zip(inputs, specs)}
+    structured = func.structured_outputs
+    keys = names if names and set(names) == set(structured) else sorted(structured)
+    outputs = [structured[k].name for k in keys]
+    rename.update({structured[k].name: k for k in keys})
+    try:
+        graph_def, _ = tf_loader.from_trackable(model, func, inputs, outputs, False)
+    except Exception as exc:
+        raise ModelError("cannot freeze Keras model {}: {}".format(path, _first_line(exc)))
+    return TfGraph(graph_def, inputs, outputs, rename)
+
+
+def _keras_name(t: Any, i: int) -> str:
+    name = str(getattr(t, "name", "") or "").split(":")[0].split("/")[0]
+    return name or "input_{}".format(i)
+
+
+# --------------------------------------------------------------------------- cut and shapes
+
+
+def _prepare(tf: Any, g: TfGraph, spec: Any, path: str) -> TfGraph:
+    """Apply ``cut.outputs`` / ``cut.input`` / ``source.input`` and the input size."""
+    graph = _import_graph(tf, g.graph_def, path)
+    rename = dict(g.rename)
+    public = {v: k for k, v in rename.items()}  # ONNX name -> TF name
+    graph_def = g.graph_def
+
+    def resolve(name: str, field: str) -> str:
+        if name in public:
+            return public[name]
+        if _has_tensor(graph, name):
+            rename.pop(name, None)  # the spec names the TF tensor: keep that name in the ONNX
+            return name
+        raise ModelError("{} '{}' is not a tensor of the TensorFlow graph in {}{}".format(
+            field, name, path, _suggest(graph, name, list(public))))
+
+    outputs = list(g.outputs)
+    cut_outputs = list(spec.cut.outputs) if spec is not None else []
+    if cut_outputs:
+        outputs = [resolve(n, "cut.outputs") for n in cut_outputs]
+    inputs = list(g.inputs)
+    cut_input = spec.cut.input if spec is not None else None
+    given = spec.source.input if spec is not None else None
+    fed = None  # type: Optional[str]
+    if cut_input:
+        name = resolve(cut_input, "cut.input")
+        if name in inputs:
+            inputs = [name]
+        else:
+            graph_def = _to_placeholder(tf, graph, graph_def, name)
+            if graph_def is not g.graph_def:
+                for old in inputs:
+                    rename.pop(old, None)
+                inputs, fed = [name], name
+                log.info("cut.input %s: TF's preprocessing before it is not converted", cut_input)
+            elif given:
+                inputs = [resolve(given, "source.input")]
+    elif given:
+        inputs = [resolve(given, "source.input")]
+    for name in inputs:
+        kind = graph.get_tensor_by_name(name).op.type
+        if name != fed and not kind.startswith("Placeholder"):
+            raise ModelError("input '{}' of {} is computed by a '{}' node, not fed; name a Placeholder in "
+                             "source.input (or the tensor to feed in cut.input)".format(name, path, kind))
+    if not inputs:
+        raise ModelError("{} has no Placeholder input; name the image input in the spec's source.input".format(path))
+    if not outputs:
+        raise ModelError("{} has no outputs to convert; name them in the spec's cut.outputs".format(path))
+    image = _image_input(inputs, spec, cut_input, given, public)
+    if image is not None:
+        graph_def = _fix_input_shape(tf, graph_def, image, spec)
+    # the engine's own input is called "images": keep TF's name for a model input of that name
+    from .surgery import INPUT_NAME
+
+    for name in inputs:
+        if rename.get(name) == INPUT_NAME:
+            rename.pop(name)
+    return TfGraph(graph_def, inputs, outputs, rename)
+
+
+def _has_tensor(graph: Any, name: str) -> bool:
+    try:
+        graph.get_tensor_by_name(name)
+        return True
+    except (KeyError, ValueError, TypeError):
+        return False
+
+
+def _suggest(graph: Any, name: str, extra: Sequence[str]) -> str:
+    import difflib
+
+    names = list(extra)
+    for op in graph.get_operations():
+        names.extend(t.name for t in op.outputs)
+    if ":" not in name and _has_tensor(graph, name + ":0"):
+        return "; TF tensor names end in the output index: {}:0".format(name)
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    return "; did you mean {}?".format(" or ".join(close)) if close else ""
+
+
+def _to_placeholder(tf: Any, graph: Any, graph_def: Any, name: str) -> Any:
+    """``graph_def`` with the node making ``name`` (its only output) replaced by a Placeholder."""
+    tensor = graph.get_tensor_by_name(name)
+    op = tensor.op
+    if len(op.outputs) != 1 or tensor.value_index != 0:
+        log.info("cut.input %s is not the only output of its node: converting from the model input", name)
+        return graph_def
+    new = tf.compat.v1.GraphDef()
+    new.CopyFrom(graph_def)
+    for node in new.node:
+        if node.name == op.name:
+            node.op = "Placeholder"
+            del node.input[:]
+            node.attr.clear()
+            node.attr["dtype"].type = tensor.dtype.as_datatype_enum
+            node.attr["shape"].shape.CopyFrom(tensor.shape.as_proto())
+            break
+    return new
+
+
+def _image_input(inputs: List[str], spec: Any, cut_input: Optional[str], given: Optional[str],
+                 public: Dict[str, str]) -> Optional[str]:
+    if spec is None or not spec.input.height or not spec.input.width:
+        return None
+    for name in (cut_input, given):
+        if name:
+            name = public.get(name, name)
+            if name in inputs:
+                return name
+    return inputs[0] if len(inputs) == 1 else None
+
+
+def _fix_input_shape(tf: Any, graph_def: Any, name: str, spec: Any) -> Any:
+    """Unknown height/width of the image Placeholder -> the spec's size (batch stays dynamic)."""
+    node_name = name.split(":")[0]
+    node = next((n for n in graph_def.node if n.name == node_name), None)
+    if node is None or "shape" not in node.attr:
+        return graph_def
+    shape = tf.TensorShape(node.attr["shape"].shape)
+    if shape.rank is None:
+        dims = [None, None, None, None]
+    elif shape.rank == 4:
+        dims = shape.as_list()
+    else:
+        return graph_def
+    hw = (1, 2) if spec.input.layout == "nhwc" else (2, 3)
+    c = 3 if spec.input.layout == "nhwc" else 1
+    want = list(dims)
+    for axis, size in zip(hw, (spec.input.height, spec.input.width)):
+        if want[axis] is None:
+            want[axis] = int(size)
+    if want[c] is None:
+        want[c] = 3
+    if want == dims and shape.rank is not None:
+        return graph_def
+    new = tf.compat.v1.GraphDef()
+    new.CopyFrom(graph_def)
+    for n in new.node:
+        if n.name == node_name:
+            n.attr["shape"].shape.CopyFrom(tf.TensorShape(want).as_proto())
+        if "_output_shapes" in n.attr:
+            del n.attr["_output_shapes"]  # stale after the change; TF infers them again
+    log.info("input %s: shape %s -> %s (the spec's input.size)", name, dims, want)
+    return new
+
+
+# --------------------------------------------------------------------------- tf2onnx
+
+
+def _to_onnx(tf2onnx: Any, g: TfGraph, path: str, errors: List[str]) -> Any:
+    name = os.path.basename(os.path.normpath(path))
+    try:
+        model, _ = tf2onnx.convert.from_graph_def(
+            g.graph_def, name=name, input_names=g.inputs, output_names=g.outputs, opset=OPSET,
+            tensors_to_rename=g.rename or None)
+    except Exception as exc:
+        bad = _unsupported_from_log(errors)
+        if bad:
+            raise ModelError("tf2onnx could not convert TF op {} in {}".format(bad, path))
+        raise ModelError("tf2onnx could not convert {}: {}".format(path, _first_line(exc)))
+    bad_nodes = _unconverted(model)
+    if bad_nodes:
+        ops = sorted(set(op for op, _ in bad_nodes))
+        raise ModelError("tf2onnx could not convert TF op{} {} (node {}) in {}; cut the graph before it "
+                         "(cut.outputs) or replace it in the model".format(
+                             "s" if len(ops) > 1 else "", ", ".join(ops), bad_nodes[0][1], path))
+    if model.ir_version > MAX_IR_VERSION:
+        model.ir_version = MAX_IR_VERSION
+    return model
+
+
+def _unsupported_from_log(errors: List[str]) -> str:
+    for msg in errors:
+        low = msg.lower()
+        if "unsupported ops" in low or "not supported" in low or "failed to convert" in low:
+            return msg.split("\n")[0][:200]
+    return ""
+
+
+def _unconverted(model: Any) -> List[Tuple[str, str]]:
+    """(op type, node name) of nodes that are not ONNX ops (what tf2onnx left as TF ops)."""
+    import onnx
+
+    out = []  # type: List[Tuple[str, str]]
+
+    def walk(graph: Any) -> None:
+        for node in graph.node:
+            if node.domain in ("", "ai.onnx") and not onnx.defs.has(node.op_type):
+                out.append((node.op_type, node.name))
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    walk(attr.g)
+                for sub in attr.graphs:
+                    walk(sub)
+
+    walk(model.graph)
+    return out
