@@ -1,0 +1,1 @@
+"""Small data sets used to train and check detectors (see :mod:`trtedge.datasets.shapes`)."""
