@@ -114,7 +114,7 @@ def make(
         "gpu": None,
         "build_options": build_options,
         "build_key": build_key,
-        "spec": spec.to_dict(),
+        "spec": spec.to_dict() if spec.family != "none" else None,
         "notes": notes,
     }
     return data

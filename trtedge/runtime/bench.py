@@ -152,7 +152,7 @@ def _baseline(data: Dict[str, Any], batch: int, iterations: int, warmup: int, rn
 
     def older_demo() -> None:
         # the host path older demos ran around the model: resize, float NCHW, normalise
-        if inp:
+        if inp and inp.get("width") and inp.get("height"):
             from .postprocess import _resize
 
             for k, f in enumerate(frames):
