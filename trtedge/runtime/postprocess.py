@@ -79,8 +79,11 @@ def to_frame(boxes: np.ndarray, fit: Fit) -> np.ndarray:
 def _same_class_pairs(cls: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """For rows sorted by class (then score), every pair (j, i), j < i, of one class."""
     n = cls.size
-    starts = np.flatnonzero(np.r_[True, cls[1:] != cls[:-1]])
-    ends = np.r_[starts[1:], n]
+    change = np.empty(n, bool)
+    change[0] = True
+    np.not_equal(cls[1:], cls[:-1], out=change[1:])
+    starts = np.flatnonzero(change)
+    ends = np.append(starts[1:], n)
     group_end = np.repeat(ends, ends - starts)
     after = group_end - np.arange(n) - 1
     total = int(after.sum())
@@ -107,7 +110,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, score_thresh
     if idx.size == 0:
         return idx
     cls_all = np.zeros(idx.size, np.int64) if class_agnostic else classes[idx].astype(np.int64)
-    order = np.lexsort((-scores[idx], cls_all))
+    # by class, then by descending score inside a class (scores are at most 1)
+    order = np.argsort(cls_all * 4.0 - np.minimum(scores[idx], 1.0), kind="stable")
     idx, cls = idx[order], cls_all[order]
     b = boxes[idx].astype(np.float32)
     j, i = _same_class_pairs(cls)
