@@ -156,17 +156,25 @@ def ours(frame, input_buf, device_outputs, host_outputs, form):
     return to_frame(boxes, fit), scores, classes
 
 
-def timeit(fn, iterations, warmup=20):
-    for _ in range(warmup):
-        fn()
-    t = []
-    for _ in range(iterations):
-        t0 = time.perf_counter()
-        fn()
-        t.append(time.perf_counter() - t0)
-    a = np.array(t) * 1000
-    return {"p50_ms": float(np.percentile(a, 50)), "p90_ms": float(np.percentile(a, 90)),
-            "mean_ms": float(a.mean())}
+def interleaved(fns, iterations, every, warmup=10):
+    """Time several paths in turn (path k every ``every[k]``-th round), so drifts of a
+    shared machine (frequency, neighbours) hit them alike; p50/p90/mean per path in ms."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    samples = [[] for _ in fns]
+    for i in range(iterations):
+        for k, fn in enumerate(fns):
+            if i % every[k] == 0:
+                t0 = time.perf_counter()
+                fn()
+                samples[k].append(time.perf_counter() - t0)
+    out = []
+    for t in samples:
+        a = np.array(t) * 1000
+        out.append({"p50_ms": float(np.percentile(a, 50)), "p90_ms": float(np.percentile(a, 90)),
+                    "mean_ms": float(a.mean()), "samples": len(t)})
+    return out
 
 
 def main(argv=None):
@@ -185,22 +193,23 @@ def main(argv=None):
     heads = synthetic_heads(rng)
     consts = _grid_constants()
     input_buf = np.empty((1, SIZE, SIZE, 3), np.uint8)
-    rows = []
+    paths = []
     for form in ("plugin/onnx", "host"):
-        dev = engine_outputs(heads, consts, "host" if form == "host" else "onnx")
+        f = "host" if form == "host" else "onnx"
+        dev = engine_outputs(heads, consts, f)
         host = {k: np.empty_like(v) for k, v in dev.items()}
-        r = timeit(lambda: ours(frame, input_buf, dev, host, "host" if form == "host" else "onnx"), args.iterations)
-        r["path"] = "trtedge, NMS form {}".format(form)
-        rows.append(r)
+        paths.append(("trtedge, NMS form {}".format(form),
+                      lambda dev=dev, host=host, f=f: ours(frame, input_buf, dev, host, f)))
     _, _, _, passed = older_nms(*older_decode(heads, consts))
 
     def older():
         older_preprocess(frame)
         older_nms(*older_decode(heads, consts))
 
-    r = timeit(older, max(20, args.iterations // 5), warmup=3)
-    r["path"] = "older demos: NumPy preprocess + decode + NMS"
-    rows.append(r)
+    paths.append(("older demos: NumPy preprocess + decode + NMS", older))
+    rows = interleaved([fn for _, fn in paths], args.iterations, every=[1, 1, 5])
+    for row, (name, _) in zip(rows, paths):
+        row["path"] = name
     old = rows[-1]["p50_ms"]
     for row in rows[:-1]:
         row["ratio"] = old / row["p50_ms"]
