@@ -180,3 +180,50 @@ def test_plain_engine_refused(tmp_path):
     proc = cli.run("bench", tmp_path / "o" / "plain_fp32.bin", "--iterations", "3", "--warmup", "0", "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["rows"][0]["name"].startswith("engine (onnxrt")
+
+
+def test_foreign_engine_refused_then_rebuilt(engine, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(os.path.dirname(engine), copy)
+    target = copy / os.path.basename(engine)
+    target.write_bytes(target.read_bytes()[:1000])  # truncated, as by an interrupted copy to the device
+    image = tmp_path / "x.png"
+    cv2.imwrite(str(image), generate(1, 0).image)
+    proc = cli.run("detect", target, "--source", image)
+    line = cli.assert_one_line_error(proc, 1, "truncated or replaced")
+    assert "rebuild: trtedge build" in line and "--force" in line
+    proc = cli.run("detect", target, "--source", image, "--rebuild")
+    assert proc.returncode == 0, proc.stderr
+    assert "rebuilding" in proc.stderr and "frames   1" in proc.stderr
+    assert cli.run("check", target).returncode == 3  # whole again; only the GPU question is left
+
+
+def test_ctrl_c_finalises_video_and_json(engine, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    video = tmp_path / "in.mp4"
+    assert cli.run("video", video, "--frames", "20", module="trtedge.datasets").returncode == 0
+    out, saved = tmp_path / "d.jsonl", tmp_path / "out.mp4"
+    env = dict(os.environ, PYTHONPATH=cli.ROOT)
+    proc = subprocess.Popen([sys.executable, "-m", "trtedge", "detect", engine, "--source", str(video), "--loop",
+                             "--json", str(out), "--save", str(saved)], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or len(read_jsonl(out)) < 15):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "stopped by the user" in err and "Traceback" not in err
+    rows = read_jsonl(out)  # every line complete JSON
+    assert len(rows) >= 15
+    cap = cv2.VideoCapture(str(saved))
+    frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    ok, first = cap.read()
+    cap.release()
+    assert ok and first.shape == (480, 640, 3) and frames >= len(rows) - 2
+    assert not [f for f in os.listdir(tmp_path) if ".partial-" in f]

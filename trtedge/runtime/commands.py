@@ -82,14 +82,14 @@ def run_detect(args: argparse.Namespace) -> int:
     sources = []  # type: List[Any]
     sinks = []  # type: List[Any]
     stats = RunStats()
-    interrupted = False
+    interrupted = quit_by_user = False
     try:
         sources = [open_source(s, loop=args.loop) for s in args.source]
         sinks = open_sinks(show=args.show, save=args.save, save_dir=args.save_dir, json_path=args.json)
         _say("Running {} on {} with {} (NMS form '{}')".format(
             args.engine, ", ".join(s.name for s in sources), det.backend_name, det.form))
-        interrupted = not _loop(det, sources, sinks, stats, args.max_frames)
-    except KeyboardInterrupt:
+        quit_by_user = not _loop(det, sources, sinks, stats, args.max_frames)
+    except KeyboardInterrupt:  # Ctrl-C: finalise what was written, then exit 130
         interrupted = True
     finally:
         for sink in sinks:
@@ -104,9 +104,9 @@ def run_detect(args: argparse.Namespace) -> int:
     summary = stats.summary(dropped)
     summary["backend"] = det.backend_name
     _say(format_summary(summary))
-    if interrupted:
+    if interrupted or quit_by_user:
         _say("stopped by the user")
-    return 0
+    return 130 if interrupted else 0
 
 
 def _loop(det: Any, sources: List[Any], sinks: List[Any], stats: Any, max_frames: Any) -> bool:
