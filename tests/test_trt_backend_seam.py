@@ -386,8 +386,18 @@ def test_cuda_graph_captured_once_per_slot_then_replayed(engine_file):
     captures = [c for c in api.log if c[0] == "begin_capture"]
     launches = [c for c in api.log if c[0] == "graph_launch"]
     assert len(captures) == 2 and len(launches) == 4  # slots 0 and 1 captured, then replayed
+    assert be.captures == 2
     # first use of each slot: one plain enqueue, then one captured enqueue
     assert sum(1 for c in ctx.calls if c[0] == "execute_async_v3") == 4
+
+
+def test_batch_change_recaptures(engine_file):
+    be, mod, api = make(engine_file, cuda_graph=True)
+    for batch in (1, 1, 1, 2, 2, 2, 1):
+        be.infer({"images": np.ones((batch, H, W, 3), np.uint8)})
+    # 1,1 capture both slots; 1 replays; 2 drops them: 2,2 capture; 2 replays; 1 captures again
+    assert be.captures == 5
+    assert sum(1 for c in api.log if c[0] == "graph_launch") == 2
 
 
 def test_close_releases_buffers(engine_file):

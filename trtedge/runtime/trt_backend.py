@@ -16,9 +16,10 @@ Written against TensorRT >= 8.5 (``num_io_tensors``, ``get_tensor_name``,
   (upload, enqueue, download) and returns at once; :meth:`collect` waits for
   it. With two slots the next frame's preprocessing and upload overlap the
   current execution; :meth:`infer` is submit + collect.
-* ``cuda_graph``: the whole enqueue is captured as a CUDA graph per slot and
-  batch size (after one plain enqueue, as TensorRT requires after a shape or
-  address change) and replayed; shapes are static per graph.
+* ``cuda_graph``: the whole enqueue is captured as a CUDA graph per slot
+  (after one plain enqueue, as TensorRT requires after a shape or address
+  change) and replayed; a change of batch size drops the graphs and the next
+  frames capture again.
 
 Nothing here runs without a GPU and full TensorRT; its enqueue logic is
 tested through a seam (a fake TensorRT module and CUDA layer) and the module
@@ -117,6 +118,8 @@ class TensorRTBackend(Backend):
         self._current = None  # type: Optional[FrameSlot]
         self._batch = None  # type: Optional[int]
         self._graphs = {}  # type: Dict[Tuple[int, int], Any]
+        #: CUDA graphs captured so far (one per slot and batch size, again after a shape change)
+        self.captures = 0
         self._pending = {}  # type: Dict[int, int]
 
     # ------------------------------------------------------------ loading
@@ -217,6 +220,7 @@ class TensorRTBackend(Backend):
             if t.shape[0] < 0 and not self.context.set_input_shape(t.name, self._shape(t, batch)):
                 raise EngineError("TensorRT refused input shape {} for '{}'".format(self._shape(t, batch), t.name))
         self._batch = batch
+        self._drop_graphs()  # a shape change may move the context's memory: capture again
 
     def submit(self, feed: Dict[str, np.ndarray]) -> "FrameSlot":
         """Queue one batch: upload, enqueue, download. Returns the slot to :meth:`collect`."""
@@ -252,6 +256,16 @@ class TensorRTBackend(Backend):
                     raise EngineError("TensorRT failed to enqueue the engine during CUDA graph capture")
             assert cap.graph is not None
             self._graphs[key] = cap.graph.instantiate()
+            cap.graph.destroy()
+            self.captures += 1
+
+    def _drop_graphs(self) -> None:
+        for g in self._graphs.values():
+            try:
+                g.destroy()
+            except Exception:
+                pass
+        self._graphs = {}
 
     def collect(self, slot: "FrameSlot") -> Dict[str, np.ndarray]:
         """Wait for a submitted batch; its outputs (copies, batch rows only)."""
@@ -269,11 +283,6 @@ class TensorRTBackend(Backend):
         if slots is not None:
             slots.close()
             self.slots = None  # type: ignore[assignment]
-        for g in getattr(self, "_graphs", {}).values():
-            try:
-                g.destroy()
-            except Exception:
-                pass
-        self._graphs = {}
+        self._drop_graphs()
         self.context = None
         self.__dict__.pop("engine", None)  # drop TensorRT's engine (and its device memory) now
