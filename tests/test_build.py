@@ -136,3 +136,19 @@ def test_build_engine_script(tmp_path):
     proc = cli.run(spec, "--out", tmp_path / "o", script=os.path.join(cli.ROOT, "build_engine.py"))
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "o" / "tiny_anchor_free_fp32.bin").exists()
+
+
+def test_onnx_form_parses_into_tensorrts_nms_layer(tmp_path):
+    """TensorRT for RTX cannot build NMS, but its ONNX parser (shared with full
+    TensorRT) must turn the ``onnx`` form into TensorRT's own NMS layer."""
+    spec = tiny_spec(tmp_path, "anchor_free")
+    art = __import__("trtedge").build(str(spec), out=str(tmp_path / "o"), nms="onnx", onnx_only=True)
+    logger = trt.Logger(trt.Logger.ERROR)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    assert parser.parse_from_file(art.onnx), [parser.get_error(i).desc() for i in range(parser.num_errors)]
+    kinds = {network.get_layer(i).type for i in range(network.num_layers)}
+    assert trt.LayerType.NMS in kinds and trt.LayerType.TOPK in kinds
+    outputs = {network.get_output(i).name: network.get_output(i).dtype for i in range(network.num_outputs)}
+    assert outputs["num_detections"] == trt.DataType.INT32 and outputs["detection_classes"] == trt.DataType.INT32

@@ -361,6 +361,14 @@ def test_double_buffering_alternates_slots(engine_file):
     assert sum(1 for c in ctx.calls if c[0] == "set_input_shape") == 1
 
 
+def test_only_the_batch_rows_are_copied(engine_file):
+    be, mod, api = make(engine_file)  # buffers for batch 2
+    buf = be.input_buffer("images", 1)
+    be.infer({"images": buf})
+    assert [c[2] for c in api.log if c[0] == "htod"] == [H * W * 3]
+    assert sorted(c[2] for c in api.log if c[0] == "dtoh") == sorted([4, K * 16, K * 4, K * 4])
+
+
 def test_caller_array_is_copied_into_pinned_memory(engine_file):
     be, mod, api = make(engine_file)
     mine = np.full((1, H, W, 3), 7, np.uint8)

@@ -234,10 +234,10 @@ class TensorRTBackend(Backend):
                 host[:batch] = array  # a caller's own array: one host copy into pinned memory
         for name, ptr in slot.addresses().items():
             self.context.set_tensor_address(name, ptr)
-        slot.upload()
+        slot.upload(rows=batch)
         slot.wait_uploaded(self.stream)
         self._enqueue(slot, batch)
-        slot.download(self.stream)
+        slot.download(self.stream, rows=batch)
         self._pending[slot.index] = batch
         return slot
 

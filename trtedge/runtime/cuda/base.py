@@ -552,13 +552,14 @@ class FrameSlot:
         out.update((n, b.ptr) for n, b in self.device_outputs.items())
         return out
 
-    def upload(self, stream: Optional[Stream] = None) -> None:
+    def upload(self, stream: Optional[Stream] = None, rows: Optional[int] = None) -> None:
         """Queue the H2D copies of every host input on ``stream`` (default: the
-        upload stream), between the ``started`` and ``uploaded`` events."""
+        upload stream), between the ``started`` and ``uploaded`` events.
+        ``rows``: copy only the first rows (a batch smaller than the buffers)."""
         s = stream if stream is not None else self.upload_stream
         self.started.record(s)
         for name, host in self.host_inputs.items():
-            self.api.memcpy_htod_async(self.device_inputs[name], host, s)
+            self.api.memcpy_htod_async(self.device_inputs[name], host if rows is None else host[:rows], s)
         self.uploaded.record(s)
         self._last = self.uploaded
 
@@ -566,12 +567,13 @@ class FrameSlot:
         """Make ``stream`` (default: the compute stream) wait for this slot's upload."""
         (stream if stream is not None else self.compute_stream).wait_event(self.uploaded)
 
-    def download(self, stream: Optional[Stream] = None) -> None:
+    def download(self, stream: Optional[Stream] = None, rows: Optional[int] = None) -> None:
         """Queue the D2H copies of every output on ``stream`` (default: the
-        compute stream, after the work queued there), then record ``done``."""
+        compute stream, after the work queued there), then record ``done``.
+        ``rows``: copy only the first rows."""
         s = stream if stream is not None else self.compute_stream
         for name, host in self.host_outputs.items():
-            self.api.memcpy_dtoh_async(host, self.device_outputs[name], s)
+            self.api.memcpy_dtoh_async(host if rows is None else host[:rows], self.device_outputs[name], s)
         self.done.record(s)
         self._last = self.done
 
