@@ -100,6 +100,9 @@ def make_parser() -> argparse.ArgumentParser:
     sub.add_parser("specs", help="list the built-in specs")
     COMMANDS.update(build=cmd_build, specs=cmd_specs)
     _register_more(sub)
+    for p in sub.choices.values():  # -v also after the subcommand
+        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                       help="tracebacks and TensorRT's log")
     return parser
 
 
@@ -117,7 +120,6 @@ def _register_more(sub: Any) -> None:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
-    # -v may also come after the subcommand
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if not args.command:
@@ -133,6 +135,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("trtedge: interrupted\n")
         return 130
+    except MemoryError:
+        if args.verbose:
+            traceback.print_exc()
+        sys.stderr.write("trtedge: error: out of host memory (close other programs, or build with a smaller "
+                         "--batch / --workspace; on a Jetson, add swap)\n")
+        return 2
+    except OSError as exc:  # the file system or a device said no: not a bug, one line
+        if args.verbose:
+            traceback.print_exc()
+        where = " ({})".format(exc.filename) if getattr(exc, "filename", None) else ""
+        sys.stderr.write("trtedge: error: {}{}\n".format(exc.strerror or exc, where))
+        return 2
 
 
 def entry() -> None:
