@@ -215,6 +215,13 @@ class Capture:
 DevicePtr = Union[DeviceBuffer, int]
 
 
+def native_handle(obj: Any, cls: type, binding: str) -> Any:
+    """The binding's own object behind a :class:`Stream`/:class:`Event` of that binding."""
+    if not isinstance(obj, cls):
+        raise TypeError("expected an object made by the {} backend, got {!r}".format(binding, obj))
+    return getattr(obj, "native")
+
+
 def device_ptr(value: DevicePtr) -> int:
     """The device address of a :class:`DeviceBuffer` or an int."""
     if isinstance(value, DeviceBuffer):

@@ -25,6 +25,7 @@ from .base import (
     Stream,
     array_over,
     nbytes_of,
+    native_handle,
 )
 
 INSTALL_HINT = "pip install cuda-python (13.x needs an NVIDIA driver >= 580; use 12.x or 11.x to match an older driver or JetPack)"
@@ -216,9 +217,7 @@ def _native_stream(rt: Any, stream: Optional[Stream]) -> Any:
 
 
 def _native_event(event: Event) -> Any:
-    if not isinstance(event, _Event):
-        raise TypeError("expected an event made by the cuda-python backend, got {!r}".format(event))
-    return event.native
+    return native_handle(event, _Event, "cuda-python")
 
 
 class CudaPythonApi(CudaApi):

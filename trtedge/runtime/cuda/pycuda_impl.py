@@ -18,7 +18,8 @@ from typing import Any, Callable, Dict, Optional, TypeVar
 
 import numpy as np
 
-from .base import CudaApi, CudaError, CudaUnavailable, DeviceBuffer, Event, ShapeLike, Stream, shape_tuple
+from .base import (CudaApi, CudaError, CudaUnavailable, DeviceBuffer, Event, ShapeLike, Stream, native_handle,
+                   shape_tuple)
 
 INSTALL_HINT = "pip install pycuda (it compiles against the CUDA toolkit: nvcc and cuda.h must be found), " \
                "or use the default cuda-python backend"
@@ -108,9 +109,7 @@ def _native_stream(stream: Optional[Stream]) -> Any:
 
 
 def _native_event(event: Event) -> Any:
-    if not isinstance(event, _Event):
-        raise TypeError("expected an event made by the pycuda backend, got {!r}".format(event))
-    return event.native
+    return native_handle(event, _Event, "pycuda")
 
 
 class PycudaApi(CudaApi):
