@@ -140,7 +140,7 @@ def _prepare_dir(path: str) -> None:
     try:
         os.makedirs(path, exist_ok=True)
     except (OSError, ValueError) as exc:
-        raise TrtedgeError("cannot create output directory {}: {}".format(path, exc.strerror or exc),
+        raise TrtedgeError("cannot create output directory {}: {}".format(path, getattr(exc, "strerror", None) or exc),
                            hint="choose another --out")
     if not os.access(path, os.W_OK):
         raise TrtedgeError("output directory {} is not writable".format(path), hint="choose another --out")
