@@ -71,12 +71,20 @@ def _version_tuple(text: str) -> Tuple[int, ...]:
     return tuple(out)
 
 
+def rebuild_target(engine_path: str, data: Dict[str, Any]) -> Optional[str]:
+    """What rebuilds this engine: its engine ONNX beside it, else the recorded source."""
+    directory = os.path.dirname(os.path.abspath(engine_path))
+    onnx_file = os.path.join(directory, (data.get("onnx") or {}).get("file") or "")
+    if os.path.isfile(onnx_file):
+        return onnx_file
+    return (data.get("source") or {}).get("path")
+
+
 def rebuild_command(engine_path: str, data: Dict[str, Any]) -> str:
     """The command that rebuilds this engine on this machine, from its engine ONNX."""
     directory = os.path.dirname(os.path.abspath(engine_path))
-    onnx_file = os.path.join(directory, (data.get("onnx") or {}).get("file") or "")
     opts = data.get("build_options") or {}
-    target = onnx_file if os.path.isfile(onnx_file) else ((data.get("source") or {}).get("path") or "SPEC")
+    target = rebuild_target(engine_path, data) or "SPEC"
     args = ["trtedge", "build", target, "--out", directory, "--precision", str(data.get("precision", "fp32"))]
     lo, opt, hi = opts.get("min_batch", 1), opts.get("opt_batch", 1), opts.get("max_batch", 1)
     if (lo, opt, hi) != (1, 1, 1):

@@ -102,8 +102,7 @@ class Detector(object):
 
         data = mf.read(mf.manifest_path(engine))
         opts = data.get("build_options") or {}
-        onnx_file = os.path.join(os.path.dirname(os.path.abspath(engine)), (data.get("onnx") or {}).get("file", ""))
-        target = onnx_file if os.path.isfile(onnx_file) else (data.get("source") or {}).get("path")
+        target = compat.rebuild_target(engine, data)
         if not target:
             raise IncompatibleEngine("cannot rebuild {}: neither its engine ONNX nor its source is here".format(engine))
         build(target, out=os.path.dirname(os.path.abspath(engine)), precision=data.get("precision", "fp32"),
