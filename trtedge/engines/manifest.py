@@ -22,7 +22,7 @@ import os
 from typing import Any, Dict, List, Optional
 
 from ..errors import EngineError
-from ..utils.files import write_atomic
+from ..utils.files import sha256_file, write_atomic  # noqa: F401 (sha256_file is part of this API)
 
 MANIFEST_VERSION = 1
 FORMAT = "trtedge-manifest"
@@ -32,14 +32,6 @@ _ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 9: 
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def manifest_path(engine_or_onnx: str) -> str:

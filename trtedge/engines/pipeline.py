@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, NamedTuple, Optional
 from ..errors import BuildError, ModelError, SpecError, TrtedgeError
 from . import manifest as mf
 from . import sources
+from ..utils.files import sha256_path
 from .nms import FORMS as NMS_FORMS
 
 log = logging.getLogger("trtedge")
@@ -229,7 +230,7 @@ def build(
         say("Loading {}".format(tgt.source_path))
         source = {
             "path": tgt.source_path,
-            "sha256": sources.sha256_of(tgt.source_path),
+            "sha256": sha256_path(tgt.source_path),
             "format": spec.source.format if spec.source.format != "auto" else sources.detect_format(tgt.source_path),
         }
         if spec.source.sha256 and spec.source.sha256.lower() != source["sha256"]:

@@ -5,7 +5,6 @@ read here; TensorFlow formats (SavedModel, frozen graph, Keras) go through
 tf2onnx in :mod:`trtedge.engines.tf_source`.
 """
 
-import hashlib
 import os
 from typing import Any, List, Optional
 
@@ -79,20 +78,6 @@ def locate(spec: Any, override: Optional[str] = None) -> str:
     else:
         hint = "pass it with --model PATH"
     raise ModelError("model file for '{}' not found; looked in: {}".format(spec.name, ", ".join(paths)), hint=hint)
-
-
-def sha256_of(path: str) -> str:
-    h = hashlib.sha256()
-    files = [path]
-    if os.path.isdir(path):
-        files = sorted(os.path.join(r, f) for r, _, fs in os.walk(path) for f in fs)
-    for f in files:
-        if os.path.isdir(path):
-            h.update(os.path.relpath(f, path).encode())
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
 
 
 def load(path: str, spec: Any = None, verbose: bool = False) -> Any:

@@ -78,14 +78,13 @@ def run(engine: str, backend: str = "auto", batch: int = 1, iterations: int = 10
         cuda_graph: bool = False) -> Dict[str, Any]:
     """Benchmark ``engine``; returns ``{"engine", "backend", "rows": [...], "speedup"}``."""
     from .backends import open_backend
-    from .compat import INCOMPATIBLE, check_engine
-    from .detector import Detector, IncompatibleEngine
+    from .compat import check_engine, ensure_usable
+    from .detector import Detector
 
     if batch < 1 or iterations < 1 or warmup < 0:
         raise TrtedgeError("--batch and --iterations must be at least 1, --warmup at least 0")
     result = check_engine(engine)
-    if result.status == INCOMPATIBLE and (result.scope == "files" or backend == "trt"):
-        raise IncompatibleEngine("{}: {}".format(engine, result.reason), hint="rebuild: {}".format(result.rebuild))
+    ensure_usable(engine, result, backend)
     data = mf.read(mf.manifest_path(engine))
     max_batch = int((data.get("build_options") or {}).get("max_batch", 1))
     if batch > max_batch:
@@ -95,7 +94,7 @@ def run(engine: str, backend: str = "auto", batch: int = 1, iterations: int = 10
     rows = []
     detector = data.get("family") != "none" and bool(data.get("nms"))
     if detector:
-        det = Detector(engine, backend=backend, say=say, cuda=cuda, cuda_graph=cuda_graph)
+        det = Detector(engine, backend=backend, say=say, cuda=cuda, cuda_graph=cuda_graph, checked=result)
         be = det.backend
         frames = [rng.integers(0, 255, (720, 1280, 3), dtype=np.uint8) for _ in range(batch)]
         buf = be.input_buffer(det.input_name, batch if det.backend_is_dynamic() else det.max_batch)

@@ -28,6 +28,12 @@ TAGS = {b"ftrt": "tensorrt", b"vtrt": "tensorrt_rtx"}
 HEADER_BYTES = 28
 
 
+class IncompatibleEngine(EngineError):
+    """The engine cannot run on this machine (``trtedge check`` exit 1)."""
+
+    exit_code = 1
+
+
 class PlanHeader(NamedTuple):
     module: str
     version: Tuple[int, int, int, int]
@@ -210,6 +216,14 @@ def check_engine(engine_path: str, trust_plugins: bool = False, gpu: Any = "prob
                                                                                      visible.get("name")))
     return CheckResult(COMPATIBLE, "{} {} on {} (compute capability {})".format(
         module, version, visible.get("name"), visible.get("compute_capability")), rebuild, tuple(details))
+
+
+def ensure_usable(engine_path: str, result: CheckResult, backend: str) -> None:
+    """Refuse what cannot run: bad engine files always, a foreign TensorRT or GPU
+    only for the TensorRT backend (ONNX Runtime still runs the engine ONNX)."""
+    if result.status == INCOMPATIBLE and (result.scope == "files" or backend == "trt"):
+        raise IncompatibleEngine("{}: {}".format(engine_path, result.reason),
+                                 hint="rebuild: {}".format(result.rebuild) if result.rebuild else None)
 
 
 def _probe_gpu() -> Optional[Dict[str, str]]:

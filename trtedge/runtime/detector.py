@@ -12,22 +12,17 @@ ONNX and its manifest — never spec files.
 """
 
 import os
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence
 
 import numpy as np
 
 from ..engines import manifest as mf
-from ..errors import EngineError, TrtedgeError
+from ..errors import TrtedgeError
 from . import compat
+from .compat import IncompatibleEngine
 from .backends import Backend, open_backend
 from .detections import Detections
 from .postprocess import detections_from_outputs, fit_into, to_frame
-
-
-class IncompatibleEngine(EngineError):
-    """The engine cannot run on this machine (``trtedge check`` exit 1)."""
-
-    exit_code = 1
 
 
 class Detector(object):
@@ -37,23 +32,23 @@ class Detector(object):
     ``backend``: ``auto`` (TensorRT when it can run here, else ONNX Runtime),
     ``trt`` or ``onnxrt``. ``conf``: score threshold (default: the built one).
     ``only``: label names to keep. ``rebuild``: rebuild from the manifest's
-    recorded engine ONNX and options when the check fails.
+    recorded engine ONNX and options when the check fails. ``checked``: a
+    :func:`compat.check_engine` result the caller already has.
     """
 
     def __init__(self, engine: str, backend: str = "auto", conf: Optional[float] = None,
                  only: Optional[Sequence[str]] = None, trust_plugins: bool = False, cuda: str = "cuda-python",
                  cuda_graph: bool = False, rebuild: bool = False,
-                 say: Optional[Callable[[str], None]] = None) -> None:
+                 say: Optional[Callable[[str], None]] = None,
+                 checked: Optional[compat.CheckResult] = None) -> None:
         self.engine_path = engine
         say = say or (lambda m: None)
-        result = compat.check_engine(engine, trust_plugins=trust_plugins)
+        result = checked if checked is not None else compat.check_engine(engine, trust_plugins=trust_plugins)
         if result.status == compat.INCOMPATIBLE and rebuild:
             say("Engine check failed ({}); rebuilding: {}".format(result.reason, result.rebuild))
             self._rebuild(engine)
             result = compat.check_engine(engine, trust_plugins=trust_plugins)
-        if result.status == compat.INCOMPATIBLE and (result.scope == "files" or backend == "trt"):
-            raise IncompatibleEngine("{}: {}".format(engine, result.reason),
-                                     hint="rebuild: {}".format(result.rebuild) if result.rebuild else None)
+        compat.ensure_usable(engine, result, backend)
         self.check = result
         self.manifest = mf.read(mf.manifest_path(engine))
         m = self.manifest
@@ -164,7 +159,3 @@ class Detector(object):
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-
-def describe(det: Detector) -> Dict[str, Any]:
-    return {"engine": det.engine_path, "backend": det.backend_name, "nms": det.form,
-            "input": "{}x{}".format(det.width, det.height), "labels": len(det.labels)}

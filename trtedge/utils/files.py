@@ -1,11 +1,14 @@
-"""Atomic file writes: a killed process never leaves a partial file behind
+"""Files: atomic writes and content hashes.
+
+Atomic writes: a killed process never leaves a partial file behind
 under the final name (only a ``.partial-PID`` file, removed on the next
 write to the same place)."""
 
 import contextlib
 import glob
+import hashlib
 import os
-from typing import IO, Iterator, Union
+from typing import IO, Any, Iterator, Union
 
 
 @contextlib.contextmanager
@@ -40,3 +43,27 @@ def write_atomic(path: str, data: Union[bytes, str]) -> None:
     mode = "wb" if isinstance(data, bytes) else "w"
     with atomic_open(path, mode) as f:
         f.write(data)
+
+
+def _feed(h: Any, path: str) -> None:
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+
+
+def sha256_file(path: str) -> str:
+    """sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    _feed(h, path)
+    return h.hexdigest()
+
+
+def sha256_path(path: str) -> str:
+    """sha256 of a file, or of a directory tree (relative names and contents, sorted)."""
+    if not os.path.isdir(path):
+        return sha256_file(path)
+    h = hashlib.sha256()
+    for name in sorted(os.path.join(r, f) for r, _, fs in os.walk(path) for f in fs):
+        h.update(os.path.relpath(name, path).encode())
+        _feed(h, name)
+    return h.hexdigest()

@@ -103,23 +103,23 @@ class _Buffer(DeviceBuffer):
         check(self._rt.cudaFree(self.ptr), "cudaFree", self._rt)
 
 
-class _Stream(Stream):
+class _Native(object):
+    """A cuda-python object destroyed once: by ``destroy()`` or when collected.
+
+    Subclasses set ``_destroy_call`` (the runtime function that frees ``native``).
+    """
+
+    _destroy_call = ""
+
     def __init__(self, rt: Any, native: Any) -> None:
         self._rt = rt
         self.native = native
-        self.handle = int(native)
         self._alive = True
-
-    def synchronize(self) -> None:
-        check(self._rt.cudaStreamSynchronize(self.native), "cudaStreamSynchronize", self._rt)
-
-    def wait_event(self, event: Event) -> None:
-        check(self._rt.cudaStreamWaitEvent(self.native, _native_event(event), 0), "cudaStreamWaitEvent", self._rt)
 
     def destroy(self) -> None:
         if self._alive:
             self._alive = False
-            check(self._rt.cudaStreamDestroy(self.native), "cudaStreamDestroy", self._rt)
+            check(getattr(self._rt, self._destroy_call)(self.native), self._destroy_call, self._rt)
 
     def __del__(self) -> None:
         try:
@@ -128,12 +128,26 @@ class _Stream(Stream):
             pass
 
 
-class _Event(Event):
+class _Stream(_Native, Stream):
+    _destroy_call = "cudaStreamDestroy"
+
+    def __init__(self, rt: Any, native: Any) -> None:
+        _Native.__init__(self, rt, native)
+        self.handle = int(native)
+
+    def synchronize(self) -> None:
+        check(self._rt.cudaStreamSynchronize(self.native), "cudaStreamSynchronize", self._rt)
+
+    def wait_event(self, event: Event) -> None:
+        check(self._rt.cudaStreamWaitEvent(self.native, _native_event(event), 0), "cudaStreamWaitEvent", self._rt)
+
+
+class _Event(_Native, Event):
+    _destroy_call = "cudaEventDestroy"
+
     def __init__(self, rt: Any, native: Any, timing: bool) -> None:
-        self._rt = rt
-        self.native = native
+        _Native.__init__(self, rt, native)
         self.timing = timing
-        self._alive = True
 
     def record(self, stream: Optional[Stream] = None) -> None:
         check(self._rt.cudaEventRecord(self.native, _native_stream(self._rt, stream)), "cudaEventRecord", self._rt)
@@ -149,44 +163,16 @@ class _Event(Event):
         check(res, "cudaEventQuery", self._rt)
         return True
 
-    def destroy(self) -> None:
-        if self._alive:
-            self._alive = False
-            check(self._rt.cudaEventDestroy(self.native), "cudaEventDestroy", self._rt)
 
-    def __del__(self) -> None:
-        try:
-            self.destroy()
-        except Exception:
-            pass
-
-
-class _GraphExec(GraphExec):
-    def __init__(self, rt: Any, native: Any) -> None:
-        self._rt = rt
-        self.native = native
-        self._alive = True
+class _GraphExec(_Native, GraphExec):
+    _destroy_call = "cudaGraphExecDestroy"
 
     def launch(self, stream: Optional[Stream]) -> None:
         check(self._rt.cudaGraphLaunch(self.native, _native_stream(self._rt, stream)), "cudaGraphLaunch", self._rt)
 
-    def destroy(self) -> None:
-        if self._alive:
-            self._alive = False
-            check(self._rt.cudaGraphExecDestroy(self.native), "cudaGraphExecDestroy", self._rt)
 
-    def __del__(self) -> None:
-        try:
-            self.destroy()
-        except Exception:
-            pass
-
-
-class _Graph(Graph):
-    def __init__(self, rt: Any, native: Any) -> None:
-        self._rt = rt
-        self.native = native
-        self._alive = True
+class _Graph(_Native, Graph):
+    _destroy_call = "cudaGraphDestroy"
 
     def instantiate(self) -> GraphExec:
         rt = self._rt
@@ -195,17 +181,6 @@ class _Graph(Graph):
         else:
             native = check(rt.cudaGraphInstantiate(self.native, 0), "cudaGraphInstantiate", rt)
         return _GraphExec(rt, native)
-
-    def destroy(self) -> None:
-        if self._alive:
-            self._alive = False
-            check(self._rt.cudaGraphDestroy(self.native), "cudaGraphDestroy", self._rt)
-
-    def __del__(self) -> None:
-        try:
-            self.destroy()
-        except Exception:
-            pass
 
 
 def _native_stream(rt: Any, stream: Optional[Stream]) -> Any:
