@@ -11,7 +11,7 @@ import re
 from setuptools import find_packages, setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-with open(os.path.join(HERE, "trtedge", "__init__.py"), encoding="utf-8") as f:
+with open(os.path.join(HERE, "trtedge", "version.py"), encoding="utf-8") as f:
     VERSION = re.search(r'^__version__ = "([^"]+)"', f.read(), re.M).group(1)
 
 TF = ["tensorflow-cpu==2.21.0", "tf2onnx==1.17.0"]

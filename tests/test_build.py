@@ -10,7 +10,7 @@ import yaml
 
 import cli
 import models
-from trtedge.engines.manifest import sha256_file
+from trtedge.utils.files import sha256_file
 
 trt = pytest.importorskip("tensorrt_rtx", reason="TensorRT for RTX (pip install tensorrt-rtx) builds the engines")
 

@@ -100,9 +100,9 @@ def test_wrong_class_count_for_a_coco_spec(tmp_path):
     spec = load_spec("yolov4")
     data = spec.to_dict()
     data["labels"] = data["labels"][:20]
-    from trtedge.specs.schema import ModelSpec
+    from trtedge.specs import spec_from_dict
 
-    bad = ModelSpec.from_dict(data)
+    bad = spec_from_dict(data)
     from trtedge.errors import ModelError
 
     with pytest.raises(ModelError, match="the model predicts 80 classes but the spec lists 20 labels"):

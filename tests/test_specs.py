@@ -6,7 +6,7 @@ import pytest
 
 from trtedge.errors import SpecError
 from trtedge.specs import list_specs, load_spec
-from trtedge.specs.schema import ModelSpec
+from trtedge.specs import spec_from_dict
 
 GOOD = """
 name: mine
@@ -30,7 +30,7 @@ def test_every_builtin_spec_loads_and_round_trips():
     for name in names:
         spec = load_spec(name)
         assert spec.name == name and spec.labels
-        again = ModelSpec.from_dict(spec.to_dict())
+        again = spec_from_dict(spec.to_dict())
         assert again.to_dict() == spec.to_dict()
 
 

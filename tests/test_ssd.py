@@ -18,12 +18,12 @@ from onnx import TensorProto, helper, numpy_helper
 
 import reference as ref
 from trtedge.engines import nms as nms_mod
-from trtedge.engines import ssd
+from trtedge.engines.families import ssd
 from trtedge.engines import surgery
 from trtedge.errors import ModelError
 from trtedge.specs import load_spec
 from trtedge.specs.loader import LABELS_DIR, spec_from_data
-from trtedge.specs.schema import AnchorSpec
+from trtedge.engines.families.ssd import AnchorSpec
 
 ort = pytest.importorskip("onnxruntime")
 

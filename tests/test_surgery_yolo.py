@@ -10,7 +10,7 @@ import reference as ref
 from trtedge.engines import nms as nms_mod
 from trtedge.engines import surgery
 from trtedge.errors import ModelError
-from trtedge.specs.loader import spec_from_data
+from trtedge.specs.loader import spec_from_data, spec_from_dict
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -141,5 +141,5 @@ def test_metadata_round_trip():
     engine, _ = surgery.transform(source, spec, "onnx")
     surgery.set_metadata(engine, {"spec": spec.to_dict(), "nms": "onnx"})
     meta = surgery.get_metadata(onnx.ModelProto.FromString(engine.SerializeToString()))
-    again = type(spec).from_dict(meta["spec"])
+    again = spec_from_dict(meta["spec"])
     assert again.to_dict() == spec.to_dict() and meta["nms"] == "onnx"

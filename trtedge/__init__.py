@@ -7,7 +7,7 @@ OpenCV, TensorFlow and PyTorch are imported only when a function needs them.
 
 from typing import Any
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = ["build", "Detector", "Detections", "__version__"]
 
@@ -29,7 +29,7 @@ def __getattr__(name: str) -> Any:
         from .runtime.detections import Detections
 
         return Detections
-    if name in ("errors", "specs", "engines", "runtime", "jetson", "datasets"):
+    if name in ("errors", "specs", "engines", "runtime", "jetson", "datasets", "manifest", "config"):
         import importlib
 
         return importlib.import_module("." + name, __name__)

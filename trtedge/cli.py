@@ -13,8 +13,8 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional
 
-from . import __version__
 from .errors import TrtedgeError
+from .version import __version__
 
 log = logging.getLogger("trtedge")
 
@@ -34,7 +34,7 @@ def _say(message: str) -> None:
 
 def add_build_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of ``trtedge build`` (shared with ``build_engine.py``)."""
-    from .engines.pipeline import ENGINE_EXTS, NMS_CHOICES
+    from .config import ENGINE_EXTS, HARDWARE_COMPAT, NMS_CHOICES, TRT_MODULES
 
     p.add_argument("target", help="a built-in spec name (see `trtedge specs`), a spec .yaml, an engine ONNX "
                                   "made by trtedge, or a model file")
@@ -53,24 +53,31 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--version-compatible", action="store_true",
                    help="build a version-compatible engine (TensorRT >= 8.6)")
     p.add_argument("--hardware-compat", metavar="LEVEL",
-                   choices=("none", "ampere_plus", "same_compute_capability"),
+                   choices=HARDWARE_COMPAT,
                    help="hardware compatibility level (TensorRT >= 8.6)")
-    p.add_argument("--trt-module", choices=("tensorrt", "tensorrt_rtx"),
+    p.add_argument("--trt-module", choices=TRT_MODULES,
                    help="which TensorRT Python module builds (default: tensorrt if importable, else tensorrt_rtx)")
     p.add_argument("--engine-ext", default="bin", choices=ENGINE_EXTS, help="engine file extension")
     p.add_argument("--force", action="store_true", help="rebuild even when an up-to-date engine exists")
 
 
+def build_config(args: argparse.Namespace) -> Any:
+    """The :class:`BuildConfig` of ``trtedge build``'s flags (validated; nothing else is read)."""
+    from .config import BuildConfig
+
+    return BuildConfig.create(
+        precision=args.precision, workspace=args.workspace, batch=args.batch, min_batch=args.min_batch,
+        opt_batch=args.opt_batch, max_batch=args.max_batch, nms=args.nms, onnx_only=args.onnx_only,
+        timing_cache=args.timing_cache, version_compatible=args.version_compatible,
+        hardware_compat=args.hardware_compat, trt_module=args.trt_module, engine_ext=args.engine_ext)
+
+
 def cmd_build(args: argparse.Namespace) -> int:
+    config = build_config(args)
     from .engines.pipeline import build
 
-    art = build(
-        args.target, model=args.model, out=args.out, precision=args.precision.lower(),
-        workspace=args.workspace, batch=args.batch, min_batch=args.min_batch, opt_batch=args.opt_batch,
-        max_batch=args.max_batch, nms=args.nms, onnx_only=args.onnx_only, timing_cache=args.timing_cache,
-        force=args.force, version_compatible=args.version_compatible, hardware_compat=args.hardware_compat,
-        trt_module=args.trt_module, engine_ext=args.engine_ext, verbose=args.verbose, progress=_say,
-    )
+    art = build(args.target, model=args.model, out=args.out, force=args.force, verbose=args.verbose,
+                progress=_say, config=config)
     print(art.engine or art.onnx)
     return 0
 
@@ -107,11 +114,9 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def _register_more(sub: Any) -> None:
-    """Subcommands of the runtime (detect, check, bench), when present."""
-    try:
-        from .runtime import commands
-    except ImportError:
-        return
+    """Subcommands of the runtime (detect, check, bench)."""
+    from . import commands
+
     for name, (setup, run, help_text) in commands.COMMANDS.items():
         setup(sub.add_parser(name, help=help_text))
         COMMANDS[name] = run

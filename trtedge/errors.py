@@ -5,6 +5,9 @@ does not fit the graph, a corrupt engine, ...) is a :class:`TrtedgeError`.
 Its message is one line saying what is wrong and what to do next; the CLI
 prints it without a traceback (unless ``--verbose``) and exits with
 ``exit_code``. Anything else that escapes is a bug and keeps its traceback.
+
+Exit codes: 2 bad input (the default); 1 a check that ran and said no
+(:class:`ManifestError`, :class:`IncompatibleEngine`); 130 interrupted.
 """
 
 from typing import Optional
@@ -36,3 +39,23 @@ class BuildError(TrtedgeError):
 
 class EngineError(TrtedgeError):
     """An engine or its manifest is corrupt, missing or foreign."""
+
+
+class ManifestError(EngineError):
+    """A manifest that cannot be trusted: not JSON, a field of the wrong type
+    or out of range, a path that leaves the engine's directory. Exit 1, like
+    an incompatible engine: the check ran and the answer is "no"."""
+
+    exit_code = 1
+
+
+class IncompatibleEngine(EngineError):
+    """The engine cannot run on this machine (``trtedge check`` exit 1)."""
+
+    exit_code = 1
+
+
+class Interrupted(TrtedgeError):
+    """Ctrl-C (or SIGTERM) stopped the work; what was there before is kept."""
+
+    exit_code = 130

@@ -131,3 +131,41 @@ def tensor_shape(graph: Any, name: str) -> Optional[List[Any]]:
 
 def static_dim(value: Any) -> Optional[int]:
     return value if isinstance(value, int) and value >= 0 else None
+
+
+#: the engine's uint8 NHWC image input (the contract's name)
+INPUT_NAME = "images"
+
+
+def nearby(name: str, tensors: Dict[str, Any]) -> str:
+    """"; did you mean X?" for a tensor name that is close to one of ``tensors``."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(tensors), n=3, cutoff=0.5)
+    return "; did you mean {}?".format(" or ".join(close)) if close else ""
+
+
+def model_input(graph: Any, spec: Any) -> Any:
+    """The tensor preprocessing will feed: ``cut.input``, ``source.input`` or the model's only input."""
+    from ..errors import ModelError
+
+    tensors = graph.tensors()
+    if spec.cut.input:
+        if spec.cut.input not in tensors:
+            raise ModelError(
+                "cut.input '{}' is not a tensor of the model{}".format(
+                    spec.cut.input, nearby(spec.cut.input, tensors))
+            )
+        return tensors[spec.cut.input]
+    if spec.source.input:
+        named = [t for t in graph.inputs if t.name == spec.source.input]
+        if not named:
+            raise ModelError("source.input '{}' is not an input of the model; its inputs: {}".format(
+                spec.source.input, ", ".join(t.name for t in graph.inputs)))
+        return named[0]
+    if len(graph.inputs) != 1:
+        raise ModelError(
+            "the model has {} inputs ({}); name the image input in the spec's source.input".format(
+                len(graph.inputs), ", ".join(t.name for t in graph.inputs))
+        )
+    return graph.inputs[0]

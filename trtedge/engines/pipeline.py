@@ -2,97 +2,185 @@
 
 Stages, data flowing forward only:
 
+0. the :class:`~trtedge.config.BuildConfig`, validated once, and the
+   installed TensorRT's identity (read from package metadata, no import);
 1. :func:`resolve_target` — a spec name, a spec YAML, an engine ONNX (which
-   carries its resolved spec) or a plain model file -> ``Target``;
-2. ``sources`` — locate and load the source model as ONNX;
-3. ``surgery.transform`` — preprocessing, decode and NMS inside the graph;
-4. ``precision`` — FP16 by ONNX types where the builder has no FP16 flag;
+   carries its resolved spec) or a plain model file -> ``Target`` (cheap:
+   YAML and file hashes only);
+2. **the reuse decision**: a key from the source's sha256, the resolved spec,
+   the BuildConfig, the TensorRT module and version and trtedge's version,
+   compared with the manifest already in the output directory *before* onnx,
+   TensorFlow, TensorRT or the model are touched;
+3. ``tensorrt_build.preflight`` — options this TensorRT cannot honour are
+   refused before anything is loaded or written;
+4. ``sources`` / ``surgery`` / ``precision`` — the engine ONNX;
 5. ``tensorrt_build.build_engine`` — the serialized engine;
-6. ``manifest`` — the JSON beside it.
+6. the :class:`~trtedge.manifest.Manifest`.
 
-Files (``DIR`` defaults to ``build/<name>``): ``DIR/<name>_<P>.onnx``, then
-``DIR/<name>_<P>.bin``, then ``DIR/<name>_<P>.json``, each written atomically;
-the old manifest is removed first, so a manifest on disk always describes the
-engine beside it. A second build with the same inputs (same engine ONNX,
-options and TensorRT) reuses the engine and says so; ``force`` rebuilds.
+Files (``DIR`` defaults to ``build/<name>``): ``<name>_<P>.onnx``, ``.bin``
+(``--engine-ext``), ``.json``, and for the ``plugin`` NMS form
+``<name>_<P>.ort.onnx`` (the same graph with the plugin node swapped for
+standard ops, which ONNX Runtime runs). Everything is written to
+``.partial-PID`` names first; only after the whole build succeeded do the new
+files replace the old ones (the manifest last). A failed or interrupted build
+leaves the previous engine, ONNX and manifest exactly as they were.
 """
 
 import hashlib
 import json
 import logging
 import os
-from typing import Any, Callable, Dict, NamedTuple, Optional
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
-from ..errors import BuildError, ModelError, SpecError, TrtedgeError
-from . import manifest as mf
+from ..config import ENGINE_EXTS, NMS_CHOICES, BuildConfig
+from ..errors import BuildError, Interrupted, ModelError, SpecError, TrtedgeError
+from ..manifest import (FileInfo, GpuInfo, InputInfo, Manifest, NmsInfo, Plugins, SourceInfo, TensorDesc,
+                        TensorRTInfo, manifest_path, now_text)
+from ..manifest import read as read_manifest
+from ..trt_module import import_trt, installed_version
+from ..utils.files import remove_quietly, sha256_file, sha256_path, write_atomic
+from ..version import __version__
 from . import sources
-from ..utils.files import sha256_path
-from .nms import FORMS as NMS_FORMS
 
 log = logging.getLogger("trtedge")
 
-NMS_CHOICES = ("auto",) + NMS_FORMS
-ENGINE_EXTS = ("bin", "engine", "plan")
+__all__ = ["build", "Artifact", "resolve_target", "NMS_CHOICES", "ENGINE_EXTS"]
+
+_ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 9: "bool",
+                10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 16: "bfloat16"}
 
 
 class Target(NamedTuple):
+    """What to build from. ``kind``: "spec", "onnx" (an ONNX file: an engine
+    ONNX made by trtedge or a plain model) or "model" (a plain TF/Keras model)."""
+
+    kind: str
     spec: Any
-    #: the source model's path as given (None for an engine ONNX)
     source_path: Optional[str]
-    #: an already-made engine ONNX (``trtedge build x.onnx`` with metadata)
-    engine_onnx: Any
-    #: metadata of that engine ONNX (source, nms form, precision)
-    meta: Dict[str, Any]
 
 
 class Artifact(NamedTuple):
-    """What a build wrote. ``engine`` is None with ``onnx_only``."""
+    """What a build wrote. ``engine`` is None with ``onnx_only``; ``data`` is
+    the manifest as JSON data, ``info`` the typed :class:`Manifest`."""
 
     engine: Optional[str]
     onnx: str
     manifest: str
     data: Dict[str, Any]
     reused: bool
+    info: Optional[Manifest] = None
+
+
+class _Inputs(NamedTuple):
+    """The resolved target: what the key is computed from."""
+
+    spec: Any
+    source: SourceInfo
+    #: the engine ONNX given as the target (None when building from a spec or model)
+    engine_onnx: Optional[str]
+    #: the loaded ModelProto, when it had to be loaded to learn the above
+    model: Any
+    #: notes carried in an engine ONNX's metadata
+    notes: Tuple[str, ...]
+
+
+def _plain_spec(path: str) -> Any:
+    from ..specs.schema import InputSpec, ModelSpec
+
+    name = os.path.splitext(os.path.basename(os.path.normpath(path)))[0] or "model"
+    safe = "".join(c if (c.isalnum() or c in "-_.") else "_" for c in name).strip(".") or "model"
+    return ModelSpec(name=safe, family="none", input=InputSpec(height=0, width=0), labels=(), origin="")
 
 
 def resolve_target(target: str, model: Optional[str] = None) -> Target:
-    from ..specs import is_spec_reference, load_spec
+    from ..specs import is_spec_reference, list_specs, load_spec
 
     if is_spec_reference(target) and not os.path.isdir(target):
         spec = load_spec(target)
-        return Target(spec, sources.locate(spec, model), None, {})
+        return Target("spec", spec, sources.locate(spec, model))
     if not os.path.exists(target):
         if sources.is_model_path(target):
             raise ModelError("model file {} does not exist".format(target))
-        from ..specs import list_specs
-
         raise SpecError("'{}' is not a built-in spec, a spec .yaml or a model file; built-in specs: {}".format(
             target, ", ".join(list_specs())))
     if os.path.isdir(target) and sources.detect_format(target) != "savedmodel":
         raise ModelError("{} is a directory, not a model".format(target))
     if model:
         raise SpecError("--model goes with a spec; {} is already a model file".format(target))
-    from ..specs.schema import InputSpec, ModelSpec
-    from .surgery import get_metadata
-
     if sources.detect_format(target) == "onnx":
-        loaded = sources.load_onnx(target)
-        meta = get_metadata(loaded)
-        if meta.get("spec"):
-            try:
-                spec = ModelSpec.from_dict(meta["spec"], origin="{} (metadata)".format(target))
-            except SpecError as exc:
-                raise ModelError("{} carries a trtedge spec this version cannot read: {}".format(target, exc))
-            return Target(spec, None, loaded, meta)
-    name = os.path.splitext(os.path.basename(os.path.normpath(target)))[0] or "model"
-    spec = ModelSpec(name=name.replace(" ", "_"), family="none", input=InputSpec(height=0, width=0),
-                     labels=(), origin="")
-    return Target(spec, target, None, {})
+        return Target("onnx", None, target)
+    return Target("model", _plain_spec(target), target)
 
 
-def _decide_nms(requested: str, caps: Any, onnx_only: bool, fixed: Optional[str]) -> Optional[str]:
-    if requested not in NMS_CHOICES:
-        raise TrtedgeError("unknown NMS form '{}'; allowed: {}".format(requested, ", ".join(NMS_CHOICES)))
+def _source_info(path: str, spec: Any) -> SourceInfo:
+    fmt = spec.source.format if spec.source.format != "auto" else sources.detect_format(path)
+    sha = sha256_path(path)
+    if spec.source.sha256 and spec.source.sha256.lower() != sha:
+        raise ModelError("{} has sha256 {} but the spec expects {}; it is another file or a broken "
+                         "download".format(path, sha, spec.source.sha256))
+    return SourceInfo(path=path, sha256=sha, format=fmt)
+
+
+def _resolve_onnx(path: str) -> _Inputs:
+    """An ONNX target: a trtedge engine ONNX (its metadata holds spec and source) or a plain model.
+
+    Fast path, no onnx import: the manifest beside the file describes exactly
+    these bytes (the usual "rebuild from the engine ONNX" case)."""
+    from ..specs import spec_from_dict
+
+    sha = sha256_file(path)
+    sibling = manifest_path(path)
+    if os.path.isfile(sibling):
+        try:
+            m = read_manifest(sibling)
+        except TrtedgeError:
+            m = None
+        if m is not None and m.onnx.sha256 == sha and os.path.basename(path) == m.onnx.file:
+            spec = spec_from_dict(m.spec, "{} (manifest)".format(sibling)) if m.spec else _named_plain(m.name)
+            return _Inputs(spec, m.source, path, None, m.notes)
+    loaded = sources.load_onnx(path)
+    from ..manifest import get_onnx_metadata
+
+    meta = get_onnx_metadata(loaded)
+    if "spec" not in meta:  # not made by trtedge: a plain model
+        return _Inputs(_plain_spec(path), SourceInfo(path=path, sha256=sha, format="onnx"), None, loaded, ())
+    try:
+        spec = spec_from_dict(meta["spec"], "{} (metadata)".format(path)) if meta["spec"] else \
+            _named_plain(str(meta.get("name") or _plain_spec(path).name))
+        src = meta.get("source") or {}
+        source = SourceInfo(path=src.get("path"), sha256=src.get("sha256"), format=str(src.get("format", "onnx")))
+    except (SpecError, TypeError, ValueError) as exc:
+        raise ModelError("{} carries trtedge metadata this version cannot read: {}".format(path, exc))
+    return _Inputs(spec, source, path, loaded, tuple(str(n) for n in meta.get("notes") or ()))
+
+
+def _named_plain(name: str) -> Any:
+    return _plain_spec(name + ".onnx")
+
+
+def _resolve(tgt: Target) -> _Inputs:
+    if tgt.kind == "onnx":
+        assert tgt.source_path is not None
+        return _resolve_onnx(tgt.source_path)
+    assert tgt.source_path is not None
+    return _Inputs(tgt.spec, _source_info(tgt.source_path, tgt.spec), None, None, ())
+
+
+def build_key(source_sha: Optional[str], spec: Any, config: BuildConfig, trt_id: Optional[Tuple[str, str]]) -> str:
+    """What decides whether a build can be reused: the same for a build from the
+    spec and for the rebuild from its engine ONNX."""
+    data = {
+        "source": source_sha,
+        "spec": spec.to_dict() if spec.is_detector else None,
+        "name": spec.name,
+        "config": config.key(),
+        "tensorrt": list(trt_id) if trt_id else None,
+        "trtedge": __version__,
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def _decide_nms(requested: str, caps: Any, onnx_only: bool, fixed: Optional[str]) -> str:
     if fixed is not None:  # an engine ONNX: its form is part of the graph
         if requested not in ("auto", fixed):
             raise BuildError("this engine ONNX ends in the '{}' NMS form; --nms {} needs a build from the "
@@ -119,24 +207,6 @@ def _decide_nms(requested: str, caps: Any, onnx_only: bool, fixed: Optional[str]
     return form
 
 
-def _batch_options(batch: Optional[int], min_batch: Optional[int], opt_batch: Optional[int],
-                   max_batch: Optional[int]) -> Dict[str, int]:
-    if batch is not None and any(v is not None for v in (min_batch, opt_batch, max_batch)):
-        raise TrtedgeError("give either --batch or --min-batch/--opt-batch/--max-batch, not both")
-    if batch is not None:
-        lo, opt, hi = 1, batch, batch
-    else:
-        hi = max_batch or max(opt_batch or 1, min_batch or 1)
-        lo = min_batch or 1
-        opt = opt_batch or hi
-    for label, v in (("batch", lo), ("batch", opt), ("batch", hi)):
-        if v < 1:
-            raise TrtedgeError("{} sizes must be at least 1".format(label))
-    if not lo <= opt <= hi:
-        raise TrtedgeError("batch sizes must satisfy min <= opt <= max (got {} <= {} <= {})".format(lo, opt, hi))
-    return {"min_batch": lo, "opt_batch": opt, "max_batch": hi}
-
-
 def _prepare_dir(path: str) -> None:
     try:
         os.makedirs(path, exist_ok=True)
@@ -145,6 +215,40 @@ def _prepare_dir(path: str) -> None:
                            hint="choose another --out")
     if not os.access(path, os.W_OK):
         raise TrtedgeError("output directory {} is not writable".format(path), hint="choose another --out")
+
+
+class _Paths(NamedTuple):
+    onnx: str
+    onnxrt: str
+    engine: str
+    manifest: str
+
+
+def _paths(out_dir: str, name: str, config: BuildConfig) -> _Paths:
+    stem = os.path.join(out_dir, "{}_{}".format(name, config.precision))
+    return _Paths(stem + ".onnx", stem + ".ort.onnx", stem + "." + config.engine_ext, stem + ".json")
+
+
+def _reusable(paths: _Paths, key: str, onnx_only: bool) -> Optional[Manifest]:
+    if not os.path.isfile(paths.manifest):
+        return None
+    try:
+        m = read_manifest(paths.manifest)
+    except TrtedgeError:
+        return None
+    if m.build_key != key or (m.engine is None) != onnx_only:
+        return None
+    records = [(paths.onnx, m.onnx)]
+    if m.engine is not None:
+        records.append((paths.engine, m.engine))
+    for path, rec in records:
+        if not os.path.isfile(path) or os.path.basename(path) != rec.file:
+            return None
+        if rec.bytes is not None and os.path.getsize(path) != rec.bytes:
+            return None
+        if sha256_file(path) != rec.sha256:
+            return None
+    return m
 
 
 def build(
@@ -167,186 +271,264 @@ def build(
     engine_ext: str = "bin",
     verbose: bool = False,
     progress: Optional[Callable[[str], None]] = None,
+    config: Optional[BuildConfig] = None,
 ) -> Artifact:
     """Build ``target`` (spec name, spec YAML, engine ONNX or model file).
 
-    Returns the paths written and the manifest. Raises :class:`TrtedgeError`
-    (one line, what to do) on any bad input.
+    The options are those of ``trtedge build``; or pass one
+    :class:`~trtedge.config.BuildConfig` as ``config``. Returns the paths
+    written and the manifest. Raises :class:`TrtedgeError` (one line, what to
+    do) on any bad input; nothing is written before the inputs are checked.
     """
-    from . import tensorrt_build as tb
-    from .precision import PRECISIONS
-
     say = progress or (lambda msg: log.info(msg))
-    if precision not in PRECISIONS:
-        raise TrtedgeError("unknown precision '{}'; allowed: {} (int8 comes with calibration in a later "
-                           "version)".format(precision, ", ".join(PRECISIONS)))
-    if engine_ext not in ENGINE_EXTS:
-        raise TrtedgeError("unknown engine extension '{}'; allowed: {}".format(engine_ext, ", ".join(ENGINE_EXTS)))
-    if isinstance(workspace, str):
+    for label, value in (("target", target), ("model", model), ("out", out)):
+        if value is not None and not isinstance(value, str):
+            raise TrtedgeError("build(): {} must be a path or name (a string), not {}".format(
+                label, type(value).__name__))
+    if not target:
+        raise TrtedgeError("build(): give a spec name, a spec .yaml, an engine ONNX or a model file")
+    if config is None:
+        config = BuildConfig.create(
+            precision=precision, workspace=workspace, batch=batch, min_batch=min_batch, opt_batch=opt_batch,
+            max_batch=max_batch, nms=nms, onnx_only=bool(onnx_only), timing_cache=timing_cache,
+            version_compatible=bool(version_compatible), hardware_compat=hardware_compat, trt_module=trt_module,
+            engine_ext=engine_ext)
+    elif not isinstance(config, BuildConfig):
+        raise TrtedgeError("build(): config must be a BuildConfig, not {}".format(type(config).__name__))
+
+    trt_id = installed_version(config.trt_module)
+    if trt_id is None and (not config.onnx_only or config.trt_module):
+        import_trt(config.trt_module)  # raises BuildError with each module's reason
+        raise BuildError("no usable TensorRT module")  # pragma: no cover (import_trt raised)
+
+    inputs = _resolve(resolve_target(target, model))
+    spec = inputs.spec
+    key = build_key(inputs.source.sha256, spec, config, trt_id)
+    out_dir = out or os.path.join("build", spec.name)
+    paths = _paths(out_dir, spec.name, config)
+    if not force:
+        reused = _reusable(paths, key, config.onnx_only)
+        if reused is not None:
+            say("Up to date: reusing {} (same source, spec, options and TensorRT; --force rebuilds)".format(
+                paths.manifest if config.onnx_only else paths.engine))
+            return Artifact(None if config.onnx_only else paths.engine, paths.onnx, paths.manifest,
+                            reused.to_dict(), True, reused)
+    for p in paths:
+        if os.path.isdir(p):
+            raise TrtedgeError("{} is a directory; choose another --out".format(p))
+    _prepare_dir(out_dir)
+    return _build(inputs, config, key, paths, trt_id, verbose, say)
+
+
+def _build(inputs: _Inputs, config: BuildConfig, key: str, paths: _Paths, trt_id: Optional[Tuple[str, str]],
+           verbose: bool, say: Callable[[str], None]) -> Artifact:
+    from . import tensorrt_build as tb
+
+    spec = inputs.spec
+    trt = caps = None
+    if trt_id is not None:
         try:
-            workspace = tb.parse_size(workspace)
-        except TrtedgeError as exc:
-            raise TrtedgeError("workspace: {}".format(exc))
-    batches = _batch_options(batch, min_batch, opt_batch, max_batch)
-    caps = None
-    trt = None
-    if not onnx_only or trt_module:  # before the (possibly slow) source: fail fast without TensorRT
-        trt = tb.import_trt(trt_module)
-        caps = tb.capabilities(trt)
-    else:
-        try:
-            trt = tb.import_trt(None)
+            trt = import_trt(trt_id[0])
             caps = tb.capabilities(trt)
         except BuildError:
-            caps = None
-    tgt = resolve_target(target, model)
-    spec = tgt.spec
-    from .surgery import nms_form_of
+            if not config.onnx_only:
+                raise
+    options = tb.BuildOptions(
+        precision=config.precision, workspace=config.workspace, min_batch=config.min_batch,
+        opt_batch=config.opt_batch, max_batch=config.max_batch, timing_cache=config.timing_cache,
+        version_compatible=config.version_compatible, hardware_compat=config.hardware_compat, verbose=verbose)
+    notes = list(inputs.notes)
+    if caps is not None and not config.onnx_only:
+        for n in tb.preflight(caps, options):
+            say("Note: " + n)
+    road = "none"
+    if config.precision == "fp16":
+        road = "builder_flag" if caps is not None and caps.fp16_flag and not caps.strongly_typed_only else "onnx_types"
 
-    fixed_form = nms_form_of(tgt.engine_onnx) if tgt.engine_onnx is not None else None
-    form = _decide_nms(nms, caps, onnx_only, fixed_form) if spec.family != "none" else None
-    road = "onnx_types"
-    if precision == "fp16" and caps is not None and caps.fp16_flag and not caps.strongly_typed_only:
-        road = "builder_flag"
-    if precision == "fp32":
-        road = "none"
+    model_proto, form = _engine_onnx(inputs, config, caps, road, notes, verbose, say)
+    from ..manifest import set_onnx_metadata
 
-    # --- the engine ONNX
-    notes = []  # type: list
-    if tgt.engine_onnx is not None:
-        model_proto = tgt.engine_onnx
-        source = tgt.meta.get("source", {"path": None, "sha256": None, "format": "onnx"})
-        notes.append("built from engine ONNX {} (no spec file needed)".format(target))
-        made = tgt.meta.get("precision", "fp32")
-        if made == "fp16" and precision == "fp32":
-            raise BuildError("{} is an FP16 engine ONNX; build it with --precision fp16 or rebuild the ONNX "
-                             "from the spec".format(target))
-        if precision == "fp16" and made != "fp16" and road == "onnx_types":
-            raise BuildError("{} is an FP32 engine ONNX and {} takes FP16 only from the ONNX types; make an FP16 "
-                             "one from the spec (trtedge build SPEC --precision fp16 --onnx-only)".format(
-                                 target, caps.module if caps else "this TensorRT"))
-    else:
-        assert tgt.source_path is not None
-        say("Loading {}".format(tgt.source_path))
-        source = {
-            "path": tgt.source_path,
-            "sha256": sha256_path(tgt.source_path),
-            "format": spec.source.format if spec.source.format != "auto" else sources.detect_format(tgt.source_path),
-        }
-        if spec.source.sha256 and spec.source.sha256.lower() != source["sha256"]:
-            raise ModelError("{} has sha256 {} but the spec expects {}; it is another file or a broken "
-                             "download".format(tgt.source_path, source["sha256"], spec.source.sha256))
-        model_proto = sources.load(tgt.source_path, spec, verbose=verbose)
-        if spec.family != "none":
-            from .surgery import transform
-
-            say("Graph surgery: {} head, NMS form '{}'".format(
-                spec.yolo.head if spec.yolo else spec.family, form))
-            fp16 = precision == "fp16" and road == "onnx_types"
-            if fp16:
-                say("FP16 by ONNX types: the model body in FP16; preprocessing, decode and NMS in FP32")
-            model_proto, more = transform(model_proto, spec, form or "host", fp16=fp16)
-            notes.extend(more)
-        elif precision == "fp16" and road == "onnx_types":
-            from .precision import to_fp16
-
-            model_proto = to_fp16(model_proto)
-
-    from .surgery import set_metadata
-
-    # the precision the ONNX itself carries (the builder-flag road keeps it FP32)
-    set_metadata(model_proto, {
-        "spec": spec.to_dict() if spec.family != "none" else None,
+    set_onnx_metadata(model_proto, {
+        "spec": spec.to_dict() if spec.is_detector else None,
+        "name": spec.name,
         "nms": form,
-        "source": source,
-        "precision": precision if road != "builder_flag" else "fp32",
-        "version": _version(),
+        "source": {"path": inputs.source.path, "sha256": inputs.source.sha256, "format": inputs.source.format},
+        # the precision the ONNX itself carries (the builder-flag road keeps it FP32)
+        "precision": config.precision if road != "builder_flag" else "fp32",
+        "notes": notes,
+        "version": __version__,
     })
     onnx_bytes = model_proto.SerializeToString()
-    onnx_sha = mf.sha256_bytes(onnx_bytes)
-
-    out_dir = out or os.path.join("build", spec.name)
-    _prepare_dir(out_dir)
-    stem = os.path.join(out_dir, "{}_{}".format(spec.name, precision))
-    onnx_path, engine_path, manifest_path = stem + ".onnx", stem + "." + engine_ext, stem + ".json"
-    if os.path.isdir(engine_path) or os.path.isdir(onnx_path) or os.path.isdir(manifest_path):
-        raise TrtedgeError("{} is a directory; choose another --out".format(stem + ".*"))
-
-    options = tb.BuildOptions(
-        precision=precision,
-        workspace=workspace,
-        timing_cache=timing_cache,
-        version_compatible=version_compatible,
-        hardware_compat=hardware_compat,
-        verbose=verbose,
-        **batches
-    )
-    build_options = {
-        "precision": precision, "workspace": workspace, "nms": form, "onnx_only": onnx_only,
-        "version_compatible": version_compatible, "hardware_compat": hardware_compat,
-        "timing_cache": timing_cache, "engine_ext": engine_ext, **batches,
-    }
-    key_data = {k: v for k, v in build_options.items() if k != "timing_cache"}
-    key_data.update(onnx=onnx_sha, module=caps.module if caps else None, module_version=caps.version if caps else None)
-    key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()
-
-    reused = _reusable(manifest_path, engine_path, key, onnx_only) if not force else None
-    if reused is not None:
-        say("Up to date: reusing {} (same engine ONNX, options and TensorRT; --force rebuilds)".format(
-            manifest_path if onnx_only else engine_path))
-        return Artifact(None if onnx_only else engine_path, onnx_path, manifest_path, reused, True)
-
-    data = mf.make(spec, model_proto, form, precision, road, source, build_options, key,
-                   os.path.basename(onnx_path), onnx_sha, notes)
-    for n in notes:
-        say("Note: " + n)
-    if os.path.exists(manifest_path):
-        os.unlink(manifest_path)  # a manifest on disk always matches the files beside it
-    _write_onnx(onnx_path, onnx_bytes)
-    if onnx_only:
-        mf.write(manifest_path, data)
-        say("Wrote {} and {} (--onnx-only)".format(onnx_path, manifest_path))
-        return Artifact(None, onnx_path, manifest_path, data, False)
-
-    assert trt is not None
-    say("Building with {} {} ({}, NMS '{}')".format(caps.module, caps.version, precision, form))
-    result = tb.build_engine(onnx_path, options, trt=trt, progress=say)
-    from ..utils.files import write_atomic
-
-    write_atomic(engine_path, result.plan)
-    data = mf.add_engine(data, os.path.basename(engine_path), result.plan, result)
-    mf.write(manifest_path, data)
-    say("Wrote {} ({:.1f} MB, built in {:.1f} s), {} and {}".format(
-        engine_path, len(result.plan) / 1e6, result.seconds, onnx_path, manifest_path))
-    return Artifact(engine_path, onnx_path, manifest_path, data, False)
-
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__
-
-
-def _write_onnx(path: str, data: bytes) -> None:
-    from ..utils.files import write_atomic
-
-    if len(data) > 2_000_000_000:
+    if len(onnx_bytes) > 2_000_000_000:
         raise BuildError("the engine ONNX is over 2 GB; external-data ONNX is not supported yet")
-    write_atomic(path, data)
-
-
-def _reusable(manifest_path: str, engine_path: str, key: str, onnx_only: bool) -> Optional[Dict[str, Any]]:
-    if not os.path.isfile(manifest_path):
-        return None
+    staged = {}  # type: Dict[str, str]
     try:
-        data = mf.read(manifest_path)
-    except TrtedgeError:
-        return None
-    if data.get("build_key") != key:
-        return None
-    if onnx_only:
-        return data
-    engine = data.get("engine") or {}
-    if not os.path.isfile(engine_path) or engine.get("sha256") != mf.sha256_file(engine_path):
-        return None
-    return data
+        staged[paths.onnx] = _stage(paths.onnx, onnx_bytes)
+        onnx_rec = FileInfo(os.path.basename(paths.onnx), _sha(onnx_bytes), len(onnx_bytes))
+        ort_rec = onnx_rec
+        if form == "plugin":
+            from .nms import swap_plugin_for_onnx
+
+            ort_bytes = swap_plugin_for_onnx(model_proto).SerializeToString()
+            staged[paths.onnxrt] = _stage(paths.onnxrt, ort_bytes)
+            ort_rec = FileInfo(os.path.basename(paths.onnxrt), _sha(ort_bytes), len(ort_bytes))
+        manifest = _describe(spec, model_proto, form, config, road, inputs.source, key, onnx_rec, ort_rec, notes)
+        for n in notes:
+            say("Note: " + n)
+        if not config.onnx_only:
+            assert trt is not None and caps is not None
+            say("Building with {} {} ({}, NMS '{}')".format(caps.module, caps.version, config.precision, form))
+            result = tb.build_engine(staged[paths.onnx], options, trt=trt, progress=say)
+            staged[paths.engine] = _stage(paths.engine, result.plan)
+            manifest = _add_engine(manifest, os.path.basename(paths.engine), result)
+        # the whole build succeeded: replace the old files together, the manifest last
+        remove_quietly(paths.manifest)
+        for final, tmp in staged.items():
+            os.replace(tmp, final)
+        if form != "plugin":
+            remove_quietly(paths.onnxrt)  # an older plugin-form build's graph
+        if config.onnx_only:
+            remove_quietly(paths.engine)  # an engine of another build would no longer match its manifest
+        manifest.write(paths.manifest)
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted; nothing was replaced: {} is as it was".format(
+            paths.engine if os.path.exists(paths.engine) else os.path.dirname(paths.manifest) or "."))
+    finally:
+        for tmp in staged.values():
+            remove_quietly(tmp)
+    if config.onnx_only:
+        say("Wrote {} and {} (--onnx-only)".format(paths.onnx, paths.manifest))
+        return Artifact(None, paths.onnx, paths.manifest, manifest.to_dict(), False, manifest)
+    assert manifest.engine is not None and manifest.tensorrt is not None
+    say("Wrote {} ({:.1f} MB, built in {:.1f} s), {} and {}".format(
+        paths.engine, (manifest.engine.bytes or 0) / 1e6, manifest.tensorrt.build_seconds, paths.onnx,
+        paths.manifest))
+    return Artifact(paths.engine, paths.onnx, paths.manifest, manifest.to_dict(), False, manifest)
+
+
+def _engine_onnx(inputs: _Inputs, config: BuildConfig, caps: Any, road: str, notes: List[str], verbose: bool,
+                 say: Callable[[str], None]) -> Tuple[Any, Optional[str]]:
+    """The engine ONNX and its NMS form (None for plain models)."""
+    from ..manifest import get_onnx_metadata
+
+    spec = inputs.spec
+    if inputs.engine_onnx is not None:
+        model_proto = inputs.model if inputs.model is not None else sources.load_onnx(inputs.engine_onnx)
+        from .surgery import nms_form_of
+
+        fixed = nms_form_of(model_proto)
+        form = _decide_nms(config.nms, caps, config.onnx_only, fixed) if spec.is_detector else None
+        say("Building from engine ONNX {} (no spec file needed)".format(inputs.engine_onnx))
+        made = get_onnx_metadata(model_proto).get("precision", "fp32")
+        if made == "fp16" and config.precision == "fp32":
+            raise BuildError("{} is an FP16 engine ONNX; build it with --precision fp16 or rebuild the ONNX "
+                             "from the spec".format(inputs.engine_onnx))
+        if config.precision == "fp16" and made != "fp16" and road == "onnx_types":
+            raise BuildError("{} is an FP32 engine ONNX and {} takes FP16 only from the ONNX types; make an FP16 "
+                             "one from the spec (trtedge build SPEC --precision fp16 --onnx-only)".format(
+                                 inputs.engine_onnx, caps.module if caps else "this TensorRT"))
+        return model_proto, form
+    path = inputs.source.path
+    assert path is not None
+    form = _decide_nms(config.nms, caps, config.onnx_only, None) if spec.is_detector else None
+    say("Loading {}".format(path))
+    model_proto = inputs.model if inputs.model is not None else sources.load(path, spec, verbose=verbose, say=say)
+    fp16 = config.precision == "fp16" and road == "onnx_types"
+    if spec.is_detector:
+        from . import families
+        from .surgery import transform
+
+        say("Graph surgery: {} head, NMS form '{}'".format(families.get(spec.family).describe(spec.section), form))
+        if fp16:
+            say("FP16 by ONNX types: the model body in FP16; preprocessing, decode and NMS in FP32")
+        model_proto, more = transform(model_proto, spec, form or "host", fp16=fp16)
+        notes.extend(more)
+    elif fp16:
+        from .precision import to_fp16
+
+        model_proto = to_fp16(model_proto)
+    return model_proto, form
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _stage(final: str, data: bytes) -> str:
+    """Write ``data`` beside ``final`` under a ``.partial-PID`` name; return that name."""
+    tmp = "{}.partial-{}".format(final, os.getpid())
+    try:
+        write_atomic(tmp, data)
+    except BaseException:
+        remove_quietly(tmp)
+        raise
+    return tmp
+
+
+def _io_of(model: Any) -> Tuple[List[TensorDesc], List[TensorDesc]]:
+    def one(vi: Any) -> TensorDesc:
+        t = vi.type.tensor_type
+        dims = tuple(d.dim_param if d.dim_param else d.dim_value for d in t.shape.dim) if t.HasField("shape") else ()
+        return TensorDesc(vi.name, _ONNX_DTYPES.get(t.elem_type, "float32"), dims)
+
+    inits = {i.name for i in model.graph.initializer}
+    return [one(v) for v in model.graph.input if v.name not in inits], [one(v) for v in model.graph.output]
+
+
+def _describe(spec: Any, model: Any, form: Optional[str], config: BuildConfig, road: str, source: SourceInfo,
+              key: str, onnx_rec: FileInfo, ort_rec: FileInfo, notes: List[str]) -> Manifest:
+    """The manifest without its engine part (what ``--onnx-only`` writes)."""
+    ins, outs = _io_of(model)
+    first = ins[0] if ins else TensorDesc("", "uint8", ())
+    inp = spec.input
+    return Manifest(
+        name=spec.name,
+        family=spec.family,
+        labels=tuple(spec.labels),
+        input=InputInfo(name=first.name, dtype=first.dtype, shape=first.shape, height=inp.height, width=inp.width,
+                        channels=inp.engine_channels, resize=inp.resize, pad_value=inp.pad_value,
+                        layout=inp.layout, scale=tuple(inp.scale), offset=tuple(inp.offset)),
+        inputs=tuple(ins),
+        outputs=tuple(outs),
+        nms=None if form is None else NmsInfo(form=form, score_threshold=spec.nms.score_threshold,
+                                              iou_threshold=spec.nms.iou_threshold,
+                                              max_per_class=spec.nms.max_per_class,
+                                              max_detections=spec.nms.max_detections,
+                                              candidates=spec.nms.candidates,
+                                              class_agnostic=spec.nms.class_agnostic),
+        precision=config.precision,
+        precision_road=road,
+        plugins=Plugins(required=("EfficientNMS_TRT",) if form == "plugin" else ()),
+        source=source,
+        onnx=onnx_rec,
+        onnxrt=ort_rec,
+        engine=None,
+        tensorrt=None,
+        gpu=None,
+        build_options=config,
+        build_key=key,
+        spec=spec.to_dict() if spec.is_detector else None,
+        notes=tuple(notes),
+        trtedge_version=__version__,
+        created=now_text(),
+    )
+
+
+def _add_engine(m: Manifest, engine_file: str, result: Any) -> Manifest:
+    """Record the built engine and the TensorRT that built it."""
+    caps = result.capabilities
+    flags = dict(result.flags)
+    gpu = dict(result.gpu)
+    return m.with_changes(
+        engine=FileInfo(engine_file, _sha(result.plan), len(result.plan)),
+        tensorrt=TensorRTInfo(
+            module=caps.module,
+            version=caps.version,
+            version_compatible=bool(flags.get("version_compatible", False)),
+            hardware_compat=flags.get("hardware_compat") or "none",
+            strongly_typed=bool(flags.get("strongly_typed", False)),
+            build_seconds=round(float(result.seconds), 3),
+        ),
+        gpu=GpuInfo(name=str(gpu.get("name", "")), compute_capability=gpu.get("compute_capability")),
+        precision_road=flags.get("precision_road", m.precision_road),
+    )

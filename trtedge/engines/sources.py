@@ -80,12 +80,16 @@ def locate(spec: Any, override: Optional[str] = None) -> str:
     raise ModelError("model file for '{}' not found; looked in: {}".format(spec.name, ", ".join(paths)), hint=hint)
 
 
-def load(path: str, spec: Any = None, verbose: bool = False) -> Any:
+def load(path: str, spec: Any = None, verbose: bool = False, say: Any = None) -> Any:
     """Load any supported source model as an ``onnx.ModelProto``."""
     fmt = spec.source.format if spec is not None and spec.source.format != "auto" else detect_format(path)
     if fmt == "onnx":
         return load_onnx(path)
     from . import tf_source
+
+    if say is not None:
+        say("Converting the TensorFlow {} to ONNX (loading TensorFlow first; this takes a while, and is "
+            "skipped when the engine is reused)".format(fmt.replace("_", " ")))
 
     return tf_source.convert(path, fmt, spec, verbose=verbose)
 

@@ -8,78 +8,34 @@ Steps, in order (each a named function):
 2. :func:`cut` — drop the model's own pre/postprocessing.
 3. :func:`add_preprocessing` — uint8 NHWC ``images`` -> channel swap ->
    float -> normalised model input.
-4. the family's decode (``yolo.decode`` / ``ssd.decode``) -> boxes [B, N, 4]
+4. the family's decode (``Family.decode``) -> boxes [B, N, 4]
    x1y1x2y2 in input pixels, scores [B, N, C].
 5. ``nms.add_nms`` in the chosen form, then :func:`sanitize`.
 
-Family-specific knowledge lives in the family modules; this module and
-everything after it are family-blind.
+Family-specific knowledge lives in the family modules
+(:mod:`trtedge.engines.families`); this module and everything after it are
+family-blind.
 """
 
-import json
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
 from ..errors import ModelError
+from ..manifest import get_onnx_metadata as get_metadata  # noqa: F401 (part of this API)
+from ..manifest import set_onnx_metadata as set_metadata  # noqa: F401
+from . import families
 from . import nms as nms_mod
-from .graph import OPSET, OpBuilder, sanitize, static_dim
-
-INPUT_NAME = "images"
-META_PREFIX = "trtedge."
+from .families.base import HeadInfo
+from .graph import INPUT_NAME, OPSET, OpBuilder, model_input, nearby, sanitize, static_dim
 
 
-class HeadInfo(NamedTuple):
-    """What :func:`check_fit` learned about the heads, for the decode."""
-
-    tensors: Tuple[str, ...]
-    shapes: Tuple[Tuple[Any, ...], ...]
-    notes: Tuple[str, ...]
-    #: single-tensor heads: the axis holding the per-box values (1 or 2)
-    attr_axis: int = 2
-
-
-def _family(spec: Any) -> Any:
-    if spec.family == "yolo":
-        from . import yolo
-
-        return yolo
-    if spec.family == "ssd":
-        from . import ssd
-
-        return ssd
-    raise ModelError("family '{}' has no detection surgery".format(spec.family))
-
-
-def model_input(graph: Any, spec: Any) -> Any:
-    """The tensor preprocessing will feed: ``cut.input`` or the model's input."""
-    tensors = graph.tensors()
-    if spec.cut.input:
-        if spec.cut.input not in tensors:
-            raise ModelError(
-                "cut.input '{}' is not a tensor of the model{}".format(
-                    spec.cut.input, _nearby(spec.cut.input, tensors))
-            )
-        return tensors[spec.cut.input]
-    if spec.source.input:
-        named = [t for t in graph.inputs if t.name == spec.source.input]
-        if not named:
-            raise ModelError("source.input '{}' is not an input of the model; its inputs: {}".format(
-                spec.source.input, ", ".join(t.name for t in graph.inputs)))
-        return named[0]
-    if len(graph.inputs) != 1:
-        raise ModelError(
-            "the model has {} inputs ({}); name the image input in the spec's source.input".format(
-                len(graph.inputs), ", ".join(t.name for t in graph.inputs))
-        )
-    return graph.inputs[0]
-
-
-def _nearby(name: str, tensors: Dict[str, Any]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, list(tensors), n=3, cutoff=0.5)
-    return "; did you mean {}?".format(" or ".join(close)) if close else ""
+def family_of(spec: Any) -> families.Family:
+    """The spec's family, which must have a detection head."""
+    fam = families.get(spec.family)
+    if not fam.detector:
+        raise ModelError("family '{}' has no detection surgery".format(spec.family))
+    return fam
 
 
 def head_tensors(graph: Any, spec: Any) -> List[str]:
@@ -114,9 +70,9 @@ def check_fit(graph: Any, spec: Any) -> HeadInfo:
     missing = [n for n in names if n not in tensors]
     if missing:
         raise ModelError("cut tensor '{}' is not in the model{} (its outputs: {})".format(
-            missing[0], _nearby(missing[0], tensors), ", ".join(t.name for t in graph.outputs)))
+            missing[0], nearby(missing[0], tensors), ", ".join(t.name for t in graph.outputs)))
     shapes = tuple(tuple(tensors[n].shape) if tensors[n].shape is not None else () for n in names)
-    return _family(spec).check_heads(spec, tuple(names), shapes, graph=graph)
+    return family_of(spec).check_heads(spec, tuple(names), shapes, graph=graph)
 
 
 def cut(graph: Any, spec: Any, heads: HeadInfo) -> Tuple[Any, List[Any]]:
@@ -152,7 +108,7 @@ def add_preprocessing(graph: Any, spec: Any, x: Any) -> Any:
 
     inp = spec.input
     batch = batch_dim(x)
-    if x.name == INPUT_NAME:  # Ultralytics exports call their float input "images" too
+    if x.name == INPUT_NAME:  # a model whose own float input is called "images" (Ultralytics' exports)
         x.name = INPUT_NAME + "_normalized"
     images = gs.Variable(INPUT_NAME, dtype=np.uint8, shape=[batch, inp.height, inp.width, 3])
     b = OpBuilder(graph, "pre")
@@ -197,7 +153,7 @@ def transform(model: Any, spec: Any, nms_form: str, fp16: bool = False) -> Tuple
         tensors = graph.tensors()
         x, outs = tensors[x.name], [tensors[o.name] for o in outs]
     add_preprocessing(graph, spec, x)
-    boxes, scores, num_boxes = _family(spec).decode(graph, spec, heads, outs)
+    boxes, scores, num_boxes = family_of(spec).decode(graph, spec, heads, outs)
     nms_mod.add_nms(graph, boxes, scores, nms_form, spec.nms, batch_dim(x), num_boxes,
                     spec.num_classes)
     graph = sanitize(graph)
@@ -229,28 +185,6 @@ def finish_model(out: Any, source: Any) -> None:
             out.opset_import.extend([onnx.helper.make_opsetid(o.domain, o.version)])
     out.ir_version = min(out.ir_version or 8, 8)
     out.producer_name = "trtedge"
-
-
-def set_metadata(model: Any, values: Dict[str, Any]) -> None:
-    """Write ``trtedge.*`` metadata (JSON-encoded values)."""
-    keep = [p for p in model.metadata_props if not p.key.startswith(META_PREFIX)]
-    del model.metadata_props[:]
-    model.metadata_props.extend(keep)
-    for key, value in sorted(values.items()):
-        prop = model.metadata_props.add()
-        prop.key = META_PREFIX + key
-        prop.value = json.dumps(value, sort_keys=True)
-
-
-def get_metadata(model: Any) -> Dict[str, Any]:
-    out = {}  # type: Dict[str, Any]
-    for prop in model.metadata_props:
-        if prop.key.startswith(META_PREFIX):
-            try:
-                out[prop.key[len(META_PREFIX):]] = json.loads(prop.value)
-            except ValueError:
-                out[prop.key[len(META_PREFIX):]] = prop.value
-    return out
 
 
 def nms_form_of(model: Any) -> Optional[str]:

@@ -19,7 +19,8 @@ module's kind because the module cannot tell them:
   ignores it, so it is reported as not supported there.
 
 TensorRT is imported lazily (inside functions), so importing this module costs
-nothing and works where no TensorRT is installed.
+nothing and works where no TensorRT is installed. Which module is used is
+decided by :mod:`trtedge.trt_module`, shared with the runtime.
 """
 
 import dataclasses
@@ -33,7 +34,10 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from trtedge.config import parse_size
 from trtedge.errors import BuildError, TrtedgeError
+from trtedge.trt_module import INSTALL_HINT, MODULE_NAMES, import_trt
+from trtedge.trt_module import one_line as _one_line
 from trtedge.utils.files import write_atomic
 
 if TYPE_CHECKING:  # annotations only: full TensorRT 10 signatures from tensorrt-stubs
@@ -48,16 +52,10 @@ __all__ = [
     "parse_size",
     "BuildResult",
     "build_engine",
+    "preflight",
 ]
 
-MODULE_NAMES = ("tensorrt", "tensorrt_rtx")
-
 LOG = logging.getLogger("trtedge")
-
-INSTALL_HINT = (
-    'pip install "trtedge[rtx]" for TensorRT for RTX (builds engines ahead of time, '
-    "no GPU needed), or install full TensorRT from NVIDIA (on Jetson use the one JetPack ships)"
-)
 
 PRECISIONS = ("fp32", "fp16")
 HARDWARE_COMPAT_LEVELS = {
@@ -79,42 +77,6 @@ _LOGGERS = {}  # type: Dict[int, Any]
 
 
 # --------------------------------------------------------------------------- import
-
-
-def _one_line(value: object, limit: int = 400) -> str:
-    text = " ".join(str(value).split())
-    if len(text) > limit:
-        text = text[: limit - 3].rstrip() + "..."
-    return text
-
-
-def _is_usable(mod: ModuleType) -> bool:
-    # tensorrt-stubs installs a bare tensorrt/__init__.pyi: "import tensorrt" then
-    # yields an empty namespace package, which is not TensorRT.
-    return hasattr(mod, "Builder") and hasattr(mod, "OnnxParser")
-
-
-def import_trt(name: Optional[str] = None) -> ModuleType:
-    """The TensorRT Python module: ``name``, or with None "tensorrt" if usable, else "tensorrt_rtx"."""
-    if name is not None and name not in MODULE_NAMES:
-        raise TrtedgeError(
-            "Unknown TensorRT module {!r}: use one of {}".format(name, ", ".join(MODULE_NAMES))
-        )
-    names = (name,) if name is not None else MODULE_NAMES
-    reasons = []  # type: List[str]
-    for candidate in names:
-        try:
-            mod = importlib.import_module(candidate)
-        except Exception as exc:  # ImportError, or OSError from a missing shared library
-            reasons.append("{}: {}".format(candidate, _one_line(exc, 160)))
-            continue
-        if not _is_usable(mod):
-            reasons.append("{}: not TensorRT (only type stubs or a broken install)".format(candidate))
-            continue
-        return mod
-    raise BuildError(
-        "No usable TensorRT Python module ({}): {}".format("; ".join(reasons), INSTALL_HINT)
-    )
 
 
 def _kind(mod: ModuleType) -> str:
@@ -307,23 +269,6 @@ class BuildOptions:
     verbose: bool = False
 
 
-_SIZE_RE = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)\s*([KMGT]?)(I?B)?$", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-def parse_size(text: str) -> int:
-    """Bytes from "4G", "512M", "64K", "1073741824" (K/M/G/T are powers of 1024; B/iB allowed)."""
-    match = _SIZE_RE.match(str(text).strip())
-    if not match:
-        raise TrtedgeError(
-            "Bad size {!r}: use a number of bytes or a number with K, M or G (e.g. 4G, 512M, 64K)".format(text)
-        )
-    number, unit = match.group(1), match.group(2).upper()
-    if unit == "" and match.group(3) is not None and match.group(3).upper() == "IB":
-        raise TrtedgeError("Bad size {!r}: use e.g. 4G, 4GiB, 512M or a number of bytes".format(text))
-    return int(float(number) * _SIZE_UNITS[unit]) if "." in number else int(number) * _SIZE_UNITS[unit]
-
-
 def _check_options(options: BuildOptions) -> None:
     if options.precision not in PRECISIONS:
         raise TrtedgeError(
@@ -346,6 +291,30 @@ def _check_options(options: BuildOptions) -> None:
                 options.hardware_compat, ", ".join(sorted(HARDWARE_COMPAT_LEVELS))
             )
         )
+
+
+def preflight(caps: Capabilities, options: BuildOptions) -> List[str]:
+    """Refuse, before anything is loaded or written, options this TensorRT cannot
+    honour; return notes about options it will ignore."""
+    _check_options(options)
+    label = _label(caps)
+    if options.version_compatible and (not caps.version_compatible or caps.module == "tensorrt_rtx"):
+        why = ("it fails to load libnvinfer_lean, which TensorRT for RTX does not ship" if caps.module == "tensorrt_rtx"
+               else "no BuilderFlag.VERSION_COMPATIBLE")
+        raise BuildError("{} cannot build version-compatible engines ({}): build without "
+                         "--version-compatible".format(label, why))
+    if options.hardware_compat not in (None, "none") and not caps.hardware_compat:
+        raise BuildError("{} cannot build hardware-compatible engines (--hardware-compat {}){}: build without "
+                         "--hardware-compat".format(
+                             label, options.hardware_compat,
+                             "; TensorRT for RTX ignores setHardwareCompatibilityLevel" if caps.module == "tensorrt_rtx"
+                             else ""))
+    notes = []
+    if options.timing_cache and not caps.timing_cache:
+        notes.append("--timing-cache {} is not used: {}".format(
+            options.timing_cache, "timing cache operations are no-ops in TensorRT for RTX"
+            if caps.module == "tensorrt_rtx" else "{} has no timing cache".format(label)))
+    return notes
 
 
 # --------------------------------------------------------------------------- progress

@@ -391,7 +391,7 @@ def _prepare(tf: Any, g: TfGraph, spec: Any, path: str) -> TfGraph:
     if image is not None:
         graph_def = _fix_input_shape(tf, graph_def, image, spec)
     # the engine's own input is called "images": keep TF's name for a model input of that name
-    from .surgery import INPUT_NAME
+    from .graph import INPUT_NAME
 
     for name in inputs:
         if rename.get(name) == INPUT_NAME:

@@ -17,6 +17,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 import numpy as np
 
 from ..errors import EngineError, TrtedgeError
+from ..manifest import Manifest, verify_file
 
 BACKENDS = ("auto", "trt", "onnxrt")
 _DTYPES = {"float32": np.float32, "float16": np.float16, "uint8": np.uint8, "int32": np.int32,
@@ -65,23 +66,18 @@ def numpy_dtype(text: str) -> Any:
 
 
 class OnnxRuntimeBackend(Backend):
-    """The engine ONNX in ONNX Runtime (the ``plugin`` NMS form through its swap)."""
+    """The engine's graph in ONNX Runtime: the engine ONNX, or for the ``plugin``
+    NMS form the copy with standard ops that the build wrote beside it
+    (the manifest's ``onnxrt`` file)."""
 
     def __init__(self, onnx_path: str, providers: Optional[List[str]] = None, threads: Optional[int] = None) -> None:
         try:
             import onnxruntime as ort
         except ImportError:
             raise TrtedgeError("ONNX Runtime is not installed: pip install \"trtedge[ort]\" (or onnxruntime-gpu)")
-        import onnx
-
-        from ..engines.nms import has_plugin, swap_plugin_for_onnx
-
         if not os.path.isfile(onnx_path):
             raise EngineError("engine ONNX {} is missing; the ONNX Runtime backend runs it".format(onnx_path),
                               hint="rebuild with trtedge build")
-        model = onnx.load(onnx_path)
-        if has_plugin(model):
-            model = swap_plugin_for_onnx(model)
         available = ort.get_available_providers()
         if providers is None:
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
@@ -89,7 +85,11 @@ class OnnxRuntimeBackend(Backend):
         if threads:
             opts.intra_op_num_threads = threads
         opts.log_severity_level = 3
-        self.session = ort.InferenceSession(model.SerializeToString(), opts, providers=providers)
+        try:
+            self.session = ort.InferenceSession(onnx_path, opts, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise EngineError("ONNX Runtime cannot load {}: {}".format(onnx_path, " ".join(str(exc).split())[:200]),
+                              hint="rebuild with trtedge build --force")
         self.provider = self.session.get_providers()[0]
         self.name = "onnxrt ({})".format(self.provider.replace("ExecutionProvider", ""))
         self.inputs = [TensorInfo(i.name, _ort_dtype(i.type), tuple(i.shape)) for i in self.session.get_inputs()]
@@ -120,11 +120,11 @@ def _ort_dtype(text: str) -> Any:
 
 def trt_runtime_available(module: str) -> Tuple[bool, str]:
     """(can the TensorRT backend run here, why not)."""
-    from ..engines import tensorrt_build as tb
     from ..gpu import visible_gpu
+    from ..trt_module import import_trt
 
     try:
-        tb.import_trt(module)
+        import_trt(module)
     except TrtedgeError:
         return False, "{} is not installed".format(module)
     if visible_gpu() is None:
@@ -132,22 +132,23 @@ def trt_runtime_available(module: str) -> Tuple[bool, str]:
     return True, ""
 
 
-def open_backend(engine_path: str, manifest: Dict[str, Any], kind: str = "auto", cuda: str = "cuda-python",
-                 cuda_graph: bool = False, say: Any = None) -> Backend:
+def open_backend(engine_path: str, manifest: Manifest, kind: str = "auto", cuda: str = "cuda-python",
+                 cuda_graph: bool = False, say: Any = None, trust_plugins: bool = False) -> Backend:
     """The backend for an engine and its manifest (the engine already checked)."""
     if kind not in BACKENDS:
         raise TrtedgeError("unknown backend '{}'; allowed: {}".format(kind, ", ".join(BACKENDS)))
-    module = (manifest.get("tensorrt") or {}).get("module") or "tensorrt"
-    onnx_path = os.path.join(os.path.dirname(os.path.abspath(engine_path)), (manifest.get("onnx") or {}).get("file", ""))
+    module = manifest.tensorrt.module if manifest.tensorrt else "tensorrt"
     if kind in ("auto", "trt"):
         ok, why = trt_runtime_available(module)
         if ok:
             from .trt_backend import TensorRTBackend
 
-            return TensorRTBackend(engine_path, manifest, cuda=cuda, cuda_graph=cuda_graph)
+            return TensorRTBackend(engine_path, manifest, cuda=cuda, cuda_graph=cuda_graph,
+                                   trust_plugins=trust_plugins)
         if kind == "trt":
             raise EngineError("the TensorRT backend cannot run here: {}".format(why),
                               hint="use --backend onnxrt, or run on a machine with {} and a GPU".format(module))
         if say:
             say("Backend: ONNX Runtime on the engine ONNX (TensorRT cannot run here: {})".format(why))
-    return OnnxRuntimeBackend(onnx_path)
+    directory = os.path.dirname(os.path.abspath(engine_path))
+    return OnnxRuntimeBackend(verify_file(directory, manifest.onnxrt, "engine ONNX"))

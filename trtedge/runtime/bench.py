@@ -15,7 +15,6 @@ Latencies are per batch in milliseconds (p50/p90/p99); throughput is images
 per second at the median. ``--json`` prints the same as JSON.
 """
 
-import argparse
 import json
 import os
 import time
@@ -23,7 +22,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
-from ..engines import manifest as mf
+from .. import manifest as mf
 from ..errors import TrtedgeError
 
 
@@ -86,13 +85,13 @@ def run(engine: str, backend: str = "auto", batch: int = 1, iterations: int = 10
     result = check_engine(engine)
     ensure_usable(engine, result, backend)
     data = mf.read(mf.manifest_path(engine))
-    max_batch = int((data.get("build_options") or {}).get("max_batch", 1))
+    max_batch = data.max_batch
     if batch > max_batch:
         raise TrtedgeError("--batch {} is larger than the engine's max batch {}; rebuild with --batch {}".format(
             batch, max_batch, batch))
     rng = np.random.default_rng(0)
     rows = []
-    detector = data.get("family") != "none" and bool(data.get("nms"))
+    detector = data.is_detector
     if detector:
         det = Detector(engine, backend=backend, say=say, cuda=cuda, cuda_graph=cuda_graph, checked=result)
         be = det.backend
@@ -120,10 +119,9 @@ def run(engine: str, backend: str = "auto", batch: int = 1, iterations: int = 10
     return out
 
 
-def _baseline(data: Dict[str, Any], batch: int, iterations: int, warmup: int, rng: Any) -> Any:
-    src = data.get("source") or {}
-    path = src.get("path")
-    if not path or src.get("format") != "onnx":
+def _baseline(data: mf.Manifest, batch: int, iterations: int, warmup: int, rng: Any) -> Any:
+    path = data.source.path
+    if not path or data.source.format != "onnx":
         return None, "no baseline: the source model is not an ONNX file"
     if not os.path.isfile(path):
         return None, "no baseline: source model {} is not here".format(path)
@@ -145,18 +143,17 @@ def _baseline(data: Dict[str, Any], batch: int, iterations: int, warmup: int, rn
         feed = _feed_for(infos, batch, rng)
     except TrtedgeError as exc:
         return None, "no baseline: {}".format(exc)
-    spec = data.get("spec") or {}
-    inp = spec.get("input") or {}
+    inp = data.input
     frames = [rng.integers(0, 255, (720, 1280, 3), dtype=np.uint8) for _ in range(batch)]
 
     def older_demo() -> None:
         # the host path older demos ran around the model: resize, float NCHW, normalise
-        if inp and inp.get("width") and inp.get("height"):
+        if data.is_detector and inp.width and inp.height:
             from .postprocess import _resize
 
             for k, f in enumerate(frames):
-                x = _resize(f, int(inp["width"]), int(inp["height"]), None)[..., ::-1].astype(np.float32)
-                x = x * np.asarray(inp["scale"], np.float32) + np.asarray(inp["offset"], np.float32)
+                x = _resize(f, inp.width, inp.height, None)[..., ::-1].astype(np.float32)
+                x = x * np.asarray(inp.scale, np.float32) + np.asarray(inp.offset, np.float32)
                 name = infos[0].name
                 if feed[name].ndim == 4 and feed[name].shape[1] == 3:
                     feed[name][k] = x.transpose(2, 0, 1)
@@ -176,26 +173,3 @@ def format_table(result: Dict[str, Any]) -> str:
     if result.get("note"):
         lines.append(result["note"])
     return "\n".join(lines)
-
-
-def add_bench(p: argparse.ArgumentParser) -> None:
-    p.add_argument("engine", help="engine file built by trtedge")
-    p.add_argument("--backend", default="auto", choices=("auto", "trt", "onnxrt"))
-    p.add_argument("--batch", type=int, default=1, metavar="N")
-    p.add_argument("--iterations", type=int, default=100, metavar="N")
-    p.add_argument("--warmup", type=int, default=10, metavar="N")
-    p.add_argument("--no-baseline", action="store_true", help="skip the source-model baseline")
-    p.add_argument("--cuda", default="cuda-python", choices=("cuda-python", "pycuda"))
-    p.add_argument("--cuda-graph", action="store_true")
-    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
-
-
-def run_bench(args: argparse.Namespace) -> int:
-    import sys
-
-    say = (lambda m: None) if args.json else (lambda m: sys.stderr.write(m + "\n"))
-    result = run(args.engine, backend=args.backend, batch=args.batch, iterations=args.iterations,
-                 warmup=args.warmup, baseline=not args.no_baseline, say=say, cuda=args.cuda,
-                 cuda_graph=args.cuda_graph)
-    print(json.dumps(result, indent=2) if args.json else format_table(result))
-    return 0

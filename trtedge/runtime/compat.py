@@ -20,18 +20,17 @@ import os
 import shlex
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
-from ..engines import manifest as mf
-from ..errors import EngineError
+from .. import manifest as mf
+from ..errors import EngineError, IncompatibleEngine, TrtedgeError
+from ..manifest import Manifest
+from ..utils.files import sha256_file
 
 COMPATIBLE, INCOMPATIBLE, UNKNOWN = 0, 1, 3
 TAGS = {b"ftrt": "tensorrt", b"vtrt": "tensorrt_rtx"}
 HEADER_BYTES = 28
 
-
-class IncompatibleEngine(EngineError):
-    """The engine cannot run on this machine (``trtedge check`` exit 1)."""
-
-    exit_code = 1
+__all__ = ["COMPATIBLE", "INCOMPATIBLE", "UNKNOWN", "CheckResult", "IncompatibleEngine", "check_engine",
+           "ensure_usable", "rebuild_target", "rebuild_args", "rebuild_command", "read_header"]
 
 
 class PlanHeader(NamedTuple):
@@ -77,39 +76,37 @@ def _version_tuple(text: str) -> Tuple[int, ...]:
     return tuple(out)
 
 
-def rebuild_target(engine_path: str, data: Dict[str, Any]) -> Optional[str]:
+def rebuild_target(engine_path: str, m: Manifest) -> Optional[str]:
     """What rebuilds this engine: its engine ONNX beside it, else the recorded source."""
     directory = os.path.dirname(os.path.abspath(engine_path))
-    onnx_file = os.path.join(directory, (data.get("onnx") or {}).get("file") or "")
-    if os.path.isfile(onnx_file):
+    try:
+        onnx_file = mf.inside(directory, m.onnx.file, "engine ONNX")
+    except TrtedgeError:
+        onnx_file = ""
+    if onnx_file and os.path.isfile(onnx_file):
         return onnx_file
-    return (data.get("source") or {}).get("path")
+    return m.source.path
 
 
-def rebuild_command(engine_path: str, data: Dict[str, Any]) -> str:
-    """The command that rebuilds this engine on this machine, from its engine ONNX."""
+def rebuild_args(engine_path: str, m: Manifest) -> List[str]:
+    """``trtedge build`` arguments that rebuild this engine in place with the options it was built with."""
     directory = os.path.dirname(os.path.abspath(engine_path))
-    opts = data.get("build_options") or {}
-    target = rebuild_target(engine_path, data) or "SPEC"
-    args = ["trtedge", "build", target, "--out", directory, "--precision", str(data.get("precision", "fp32"))]
-    lo, opt, hi = opts.get("min_batch", 1), opts.get("opt_batch", 1), opts.get("max_batch", 1)
-    if (lo, opt, hi) != (1, 1, 1):
-        args += ["--min-batch", str(lo), "--opt-batch", str(opt), "--max-batch", str(hi)]
-    ext = os.path.splitext(engine_path)[1].lstrip(".")
-    if ext and ext != "bin":
-        args += ["--engine-ext", ext]
-    return " ".join(shlex.quote(a) for a in args + ["--force"])
+    target = rebuild_target(engine_path, m) or "SPEC"
+    config = m.build_options.replace(onnx_only=False)  # a rebuild is for an engine to run
+    return ["build", target, "--out", directory] + config.to_cli_args() + ["--force"]
+
+
+def rebuild_command(engine_path: str, m: Manifest) -> str:
+    """The command that rebuilds this engine on this machine (generated from its BuildConfig)."""
+    return " ".join(shlex.quote(a) for a in ["trtedge"] + rebuild_args(engine_path, m))
 
 
 def installed_trt(module: str) -> Optional[str]:
-    """Version of an importable, usable TensorRT module, else None."""
-    from ..engines import tensorrt_build as tb
+    """Version of an installed TensorRT module (read from package metadata where it can be), else None."""
+    from ..trt_module import installed_version
 
-    try:
-        mod = tb.import_trt(module)
-    except Exception:
-        return None
-    return str(getattr(mod, "__version__", "unknown"))
+    found = installed_version(module)
+    return found[1] if found else None
 
 
 def _cc(text: Any) -> Optional[Tuple[int, int]]:
@@ -142,25 +139,32 @@ def check_engine(engine_path: str, trust_plugins: bool = False, gpu: Any = "prob
     except EngineError as exc:
         return CheckResult(INCOMPATIBLE, str(exc), scope="files")
     rebuild = rebuild_command(engine_path, data)
-    engine = data.get("engine") or {}
-    if not engine:
-        return CheckResult(INCOMPATIBLE, "the manifest describes an engine ONNX only (--onnx-only build)", rebuild,
-                           scope="files")
+    engine = data.engine
+    if engine is None or data.tensorrt is None:
+        return CheckResult(INCOMPATIBLE, "the manifest describes an engine ONNX only (--onnx-only build); build "
+                                         "the engine from it", rebuild, scope="files")
+    try:
+        if os.path.basename(engine_path) != engine.file:
+            raise IncompatibleEngine("the manifest describes {}, not {}".format(engine.file,
+                                                                              os.path.basename(engine_path)))
+        for lib in data.plugins.libraries:
+            mf.inside(os.path.dirname(os.path.abspath(engine_path)), lib, "plugin library")
+    except EngineError as exc:
+        return CheckResult(INCOMPATIBLE, str(exc), rebuild, scope="files")
     size = os.path.getsize(engine_path)
-    if engine.get("bytes") is not None and size != engine.get("bytes"):
+    if engine.bytes is not None and size != engine.bytes:
         return CheckResult(INCOMPATIBLE, "engine is {} bytes but its manifest says {}: truncated or replaced".format(
-            size, engine.get("bytes")), rebuild, scope="files")
-    if mf.sha256_file(engine_path) != engine.get("sha256"):
+            size, engine.bytes), rebuild, scope="files")
+    if sha256_file(engine_path) != engine.sha256:
         return CheckResult(INCOMPATIBLE, "engine sha256 does not match its manifest: corrupt or replaced", rebuild,
                            scope="files")
-    plugins = data.get("plugins") or {}
-    if plugins.get("libraries_embedded") and not trust_plugins:
+    if data.plugins.libraries_embedded and not trust_plugins:
         return CheckResult(INCOMPATIBLE, "the engine carries its own plugin libraries, which is code that runs on "
                                          "load; pass --trust-plugins if you trust where it came from", rebuild,
                            scope="files")
     header = read_header(engine_path)
-    built = data.get("tensorrt") or {}
-    module, version = str(built.get("module", "")), str(built.get("version", ""))
+    built = data.tensorrt
+    module, version = built.module, built.version
     details = []  # type: List[str]
     if header is None:
         return CheckResult(INCOMPATIBLE, "the engine file does not start with a TensorRT plan header", rebuild,
@@ -176,7 +180,7 @@ def check_engine(engine_path: str, trust_plugins: bool = False, gpu: Any = "prob
         return CheckResult(INCOMPATIBLE, "built by {} {}, which is not installed here".format(module, version), rebuild,
                            tuple(details))
     if _version_tuple(have)[:3] != _version_tuple(version)[:3]:
-        vc = bool(built.get("version_compatible"))
+        vc = built.version_compatible
         newer_same_major = (_version_tuple(have) >= _version_tuple(version)
                             and _version_tuple(have)[:1] == _version_tuple(version)[:1])
         if not (vc and newer_same_major):
@@ -186,33 +190,33 @@ def check_engine(engine_path: str, trust_plugins: bool = False, gpu: Any = "prob
         details.append("version-compatible engine on {} {}".format(module, have))
 
     visible = _probe_gpu() if gpu == "probe" else gpu
-    target = data.get("gpu") or {}
-    built_cc = _cc(target.get("compute_capability"))
+    target = data.gpu or mf.GpuInfo()
+    built_cc = _cc(target.compute_capability)
     if visible is None:
         if built_cc is None:
             need = "an ahead-of-time engine, for any GPU {} supports".format(module)
         else:
-            need = "built for {} (compute capability {})".format(target.get("name", "?"),
-                                                                  target.get("compute_capability", "?"))
-        return CheckResult(UNKNOWN, "cannot tell: no NVIDIA GPU visible here; the engine is {}".format(need),
-                           rebuild, tuple(details))
+            need = "built for {} (compute capability {})".format(target.name or "?", target.compute_capability)
+        # nothing is wrong with the engine: only this machine cannot answer, so no rebuild line
+        return CheckResult(UNKNOWN, "no NVIDIA GPU visible here; the engine is {}".format(need),
+                           "", tuple(details))
     have_cc = _cc(visible.get("compute_capability"))
-    level = str(built.get("hardware_compat") or "none")
+    level = built.hardware_compat
     if built_cc is None:  # ahead-of-time (TensorRT for RTX) or unknown: any supported GPU
         return CheckResult(COMPATIBLE, "ahead-of-time engine; GPU {} (compute capability {})".format(
             visible.get("name"), visible.get("compute_capability")), rebuild, tuple(details))
     if have_cc is None:
-        return CheckResult(UNKNOWN, "cannot read this GPU's compute capability", rebuild, tuple(details))
+        return CheckResult(UNKNOWN, "cannot read this GPU's compute capability", "", tuple(details))
     if level == "ampere_plus":
         if have_cc < (8, 0):
             return CheckResult(INCOMPATIBLE, "hardware-compatible (Ampere+) engine, but this GPU is compute "
                                              "capability {}.{}".format(*have_cc), rebuild, tuple(details))
     elif have_cc != built_cc:
         return CheckResult(INCOMPATIBLE, "built for {} (compute capability {}.{}) but this GPU is {} ({}.{})".format(
-            target.get("name"), built_cc[0], built_cc[1], visible.get("name"), have_cc[0], have_cc[1]),
+            target.name, built_cc[0], built_cc[1], visible.get("name"), have_cc[0], have_cc[1]),
             rebuild, tuple(details))
-    elif target.get("name") and visible.get("name") and target.get("name") != visible.get("name"):
-        details.append("built on {}, running on {} (same compute capability)".format(target.get("name"),
+    elif target.name and visible.get("name") and target.name != visible.get("name"):
+        details.append("built on {}, running on {} (same compute capability)".format(target.name,
                                                                                      visible.get("name")))
     return CheckResult(COMPATIBLE, "{} {} on {} (compute capability {})".format(
         module, version, visible.get("name"), visible.get("compute_capability")), rebuild, tuple(details))

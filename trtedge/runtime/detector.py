@@ -8,21 +8,26 @@ straight into the backend's reused input buffer; the backend runs; the
 ``host`` NMS form gets class-aware NMS here; boxes are mapped back to frame
 pixels. The engine is checked against this machine (``trtedge check``)
 before anything is loaded. The Detector reads only the engine, its engine
-ONNX and its manifest — never spec files.
+ONNX and its typed :class:`~trtedge.manifest.Manifest` — never spec files,
+and nothing from ``trtedge.engines`` (rebuilding a foreign engine is the
+caller's choice: ``trtedge.rebuild`` or ``detect --rebuild``).
 """
 
+import logging
 import os
 from typing import Any, Callable, List, Optional, Sequence
 
 import numpy as np
 
-from ..engines import manifest as mf
+from .. import manifest as mf
 from ..errors import TrtedgeError
 from . import compat
-from .compat import IncompatibleEngine
 from .backends import Backend, open_backend
 from .detections import Detections
 from .postprocess import detections_from_outputs, fit_into, to_frame
+
+
+log = logging.getLogger("trtedge")
 
 
 class Detector(object):
@@ -31,36 +36,43 @@ class Detector(object):
     ``engine``: the engine file (its manifest and engine ONNX beside it).
     ``backend``: ``auto`` (TensorRT when it can run here, else ONNX Runtime),
     ``trt`` or ``onnxrt``. ``conf``: score threshold (default: the built one).
-    ``only``: label names to keep. ``rebuild``: rebuild from the manifest's
-    recorded engine ONNX and options when the check fails. ``checked``: a
-    :func:`compat.check_engine` result the caller already has.
+    ``only``: label names to keep. ``trust_plugins``: accept engines that run
+    code they carry (plugin libraries, version-compatible engines).
+    ``checked``: a :func:`compat.check_engine` result the caller already has.
+    What it chose (backend, NMS form) is logged on the ``trtedge`` logger.
     """
 
     def __init__(self, engine: str, backend: str = "auto", conf: Optional[float] = None,
                  only: Optional[Sequence[str]] = None, trust_plugins: bool = False, cuda: str = "cuda-python",
-                 cuda_graph: bool = False, rebuild: bool = False,
-                 say: Optional[Callable[[str], None]] = None,
+                 cuda_graph: bool = False, say: Optional[Callable[[str], None]] = None,
                  checked: Optional[compat.CheckResult] = None) -> None:
+        self.backend = None  # type: Optional[Backend]
+        if not isinstance(engine, (str, os.PathLike)):
+            raise TrtedgeError("Detector: engine must be a path to an engine file, not {}".format(
+                type(engine).__name__))
+        engine = os.fspath(engine)
+        if conf is not None and (isinstance(conf, bool) or not isinstance(conf, (int, float))
+                                 or not 0.0 <= conf <= 1.0):
+            raise TrtedgeError("Detector: conf must be a number between 0 and 1, not {!r}".format(conf))
+        if only is not None and (isinstance(only, str) or not all(isinstance(o, str) for o in only)):
+            raise TrtedgeError("Detector: only must be a list of label names, not {!r}".format(only))
         self.engine_path = engine
-        say = say or (lambda m: None)
+        tell = say or (lambda m: log.info("%s", m))
         result = checked if checked is not None else compat.check_engine(engine, trust_plugins=trust_plugins)
-        if result.status == compat.INCOMPATIBLE and rebuild:
-            say("Engine check failed ({}); rebuilding: {}".format(result.reason, result.rebuild))
-            self._rebuild(engine)
-            result = compat.check_engine(engine, trust_plugins=trust_plugins)
         compat.ensure_usable(engine, result, backend)
         self.check = result
-        self.manifest = mf.read(mf.manifest_path(engine))
-        m = self.manifest
-        if m.get("family") == "none" or not m.get("nms"):
-            raise TrtedgeError("{} is a plain model (family 'none') with its own outputs, not detections; "
-                               "detect needs a detector engine (use bench or check for this one)".format(engine))
+        self.manifest = m = mf.read(mf.manifest_path(engine))  # type: mf.Manifest
+        if m.nms is None:
+            raise TrtedgeError("{} is a plain model (family '{}') with its own outputs, not detections; "
+                               "detect needs a detector engine (use bench or check for this one)".format(
+                                   engine, m.family))
         if result.status != compat.COMPATIBLE and backend == "auto":
-            say("Engine check: {}".format(result.reason))
-        self._verify_onnx()
-        self.labels = list(m["labels"])
-        self.form = m["nms"]["form"]
-        self.nms = m["nms"]
+            tell("Engine check: {}".format(result.reason))
+        directory = os.path.dirname(os.path.abspath(engine))
+        mf.verify_file(directory, m.onnx, "engine ONNX")
+        self.labels = list(m.labels)
+        self.form = m.nms.form
+        self.nms = mf.asdict(m.nms)
         self.conf = conf
         self.keep = None  # type: Optional[np.ndarray]
         if only:
@@ -69,40 +81,30 @@ class Detector(object):
                 raise TrtedgeError("--only '{}' is not a label of this engine; its labels: {}".format(
                     unknown[0], ", ".join(self.labels[:20]) + (" ..." if len(self.labels) > 20 else "")))
             self.keep = np.array([self.labels.index(o) for o in only], np.int32)
-        inp = m["input"]
-        self.height, self.width = int(inp["height"]), int(inp["width"])
-        self.resize, self.pad_value = inp.get("resize", "letterbox"), int(inp.get("pad_value", 114))
-        self.swap_rb = inp.get("channels", "bgr") == "rgb"
-        self.input_name = inp["name"]
-        self.max_batch = int((m.get("build_options") or {}).get("max_batch", 1)) or 1
-        self.backend = open_backend(engine, m, backend, cuda=cuda, cuda_graph=cuda_graph,
-                                    say=say)  # type: Backend
+        inp = m.input
+        self.height, self.width = inp.height, inp.width
+        self.resize, self.pad_value = inp.resize, inp.pad_value
+        self.swap_rb = inp.channels == "rgb"
+        self.input_name = inp.name
+        self.max_batch = m.max_batch
+        self.backend = open_backend(engine, m, backend, cuda=cuda, cuda_graph=cuda_graph, say=tell,
+                                    trust_plugins=trust_plugins)
+        self._backend_name = self.backend.name
+        log.info("Detector: %s on %s, NMS form '%s', input %dx%d (%s), max batch %d", engine, self.backend.name,
+                 self.form, self.width, self.height, self.resize, self.max_batch)
 
     def backend_is_dynamic(self) -> bool:
-        return not isinstance(self.manifest["input"]["shape"][0], int)
+        return not isinstance(self.manifest.input.shape[0], int) if self.manifest.input.shape else True
 
     @property
     def backend_name(self) -> str:
-        return self.backend.name
+        """The backend's name (still known after :meth:`close`)."""
+        return self._backend_name
 
-    def _verify_onnx(self) -> None:
-        rec = self.manifest.get("onnx") or {}
-        path = os.path.join(os.path.dirname(os.path.abspath(self.engine_path)), rec.get("file", ""))
-        if os.path.isfile(path) and rec.get("sha256") and mf.sha256_file(path) != rec["sha256"]:
-            raise IncompatibleEngine("engine ONNX {} does not match its manifest (sha256): corrupt or "
-                                     "replaced".format(path), hint="rebuild with trtedge build --force")
-
-    def _rebuild(self, engine: str) -> None:
-        from ..engines.pipeline import build
-
-        data = mf.read(mf.manifest_path(engine))
-        opts = data.get("build_options") or {}
-        target = compat.rebuild_target(engine, data)
-        if not target:
-            raise IncompatibleEngine("cannot rebuild {}: neither its engine ONNX nor its source is here".format(engine))
-        build(target, out=os.path.dirname(os.path.abspath(engine)), precision=data.get("precision", "fp32"),
-              min_batch=opts.get("min_batch"), opt_batch=opts.get("opt_batch"), max_batch=opts.get("max_batch"),
-              engine_ext=os.path.splitext(engine)[1].lstrip(".") or "bin", force=True)
+    def _backend(self) -> Backend:
+        if self.backend is None:
+            raise TrtedgeError("this Detector is closed; make a new one")
+        return self.backend
 
     def __call__(self, frame: np.ndarray) -> Detections:
         return self.detect([frame])[0]
@@ -124,21 +126,23 @@ class Detector(object):
         n = len(frames)
         if not 1 <= n <= self.max_batch:
             raise TrtedgeError("submit takes 1 to {} frames, not {}".format(self.max_batch, n))
+        backend = self._backend()
         batch = n if self.backend_is_dynamic() else self.max_batch
-        buf = self.backend.input_buffer(self.input_name, batch)
+        buf = backend.input_buffer(self.input_name, batch)
         fits = []
         for k, frame in enumerate(frames):
             if not (isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.shape[2] == 3
-                    and frame.dtype == np.uint8):
-                raise TrtedgeError("frames must be BGR uint8 arrays of shape (height, width, 3); got {} {}".format(
-                    getattr(frame, "dtype", type(frame).__name__), getattr(frame, "shape", "")))
+                    and frame.dtype == np.uint8 and frame.shape[0] > 0 and frame.shape[1] > 0):
+                raise TrtedgeError("frames must be non-empty BGR uint8 arrays of shape (height, width, 3); got "
+                                   "{} {}".format(getattr(frame, "dtype", type(frame).__name__),
+                                                  getattr(frame, "shape", "")))
             fits.append(fit_into(frame[..., ::-1] if self.swap_rb else frame, buf[k], self.resize, self.pad_value))
-        return fits, self.backend.submit({self.input_name: buf})
+        return fits, backend.submit({self.input_name: buf})
 
     def collect(self, ticket: Any) -> List[Detections]:
         """Wait for a :meth:`submit`; one :class:`Detections` per frame."""
         fits, handle = ticket
-        outputs = self.backend.collect(handle)
+        outputs = self._backend().collect(handle)
         result = []
         for k, fit in enumerate(fits):
             boxes, scores, classes = detections_from_outputs(outputs, self.form, k, self.nms, self.conf)
@@ -151,7 +155,9 @@ class Detector(object):
         return result
 
     def close(self) -> None:
-        self.backend.close()
+        if self.backend is not None:
+            self.backend.close()
+            self.backend = None
 
     def __enter__(self) -> "Detector":
         return self

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from ..errors import EngineError
+from ..manifest import Manifest
 from .backends import Backend, TensorInfo, numpy_dtype
 
 if TYPE_CHECKING:  # annotations only: signatures from tensorrt-stubs
@@ -87,12 +88,15 @@ class _Logger(object):
 class TensorRTBackend(Backend):
     """Run ``engine_path`` (with its manifest) on the GPU."""
 
-    def __init__(self, engine_path: str, manifest: Dict[str, Any], cuda: str = "cuda-python",
+    def __init__(self, engine_path: str, manifest: Any, cuda: str = "cuda-python",
                  cuda_graph: bool = False, slots: int = 2, trt_module: Optional[ModuleType] = None,
-                 api: Optional["CudaApi"] = None) -> None:
-        from ..engines.tensorrt_build import import_trt
+                 api: Optional["CudaApi"] = None, trust_plugins: bool = False) -> None:
+        from ..trt_module import import_trt
         from .cuda import FrameSlots, get_cuda
 
+        # the manifest as plain data: a Manifest, or (unit tests) the parts of its JSON they need
+        manifest = manifest.to_dict() if isinstance(manifest, Manifest) else dict(manifest)
+        self.trust_plugins = bool(trust_plugins)
         module = (manifest.get("tensorrt") or {}).get("module") or None
         self.trt = trt_module if trt_module is not None else import_trt(module)
         self.api = api if api is not None else get_cuda(cuda)
@@ -142,7 +146,14 @@ class TensorRTBackend(Backend):
 
     def _deserialize(self, engine_path: str, manifest: Dict[str, Any]) -> "trt.ICudaEngine":
         runtime = self.trt.Runtime(self.logger)  # type: trt.Runtime
+        # A version-compatible engine carries the lean runtime as host code. That is code that
+        # runs on load, so the manifest's word alone never enables it: --trust-plugins must too.
         if (manifest.get("tensorrt") or {}).get("version_compatible") and hasattr(runtime, "engine_host_code_allowed"):
+            if not self.trust_plugins:
+                raise EngineError("{} is a version-compatible engine, which runs host code it carries when "
+                                  "loaded".format(engine_path),
+                                  hint="pass --trust-plugins (trust_plugins=True) if you trust where it came from, "
+                                       "or rebuild it here without --version-compatible")
             runtime.engine_host_code_allowed = True
         with open(engine_path, "rb") as f:
             plan = f.read()

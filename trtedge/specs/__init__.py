@@ -9,10 +9,10 @@ import os
 from typing import Any, Dict, List, Optional
 
 from ..errors import SpecError
-from .loader import BUILTIN_DIR, LABELS_DIR, MODELS_DIR, spec_from_data
+from .loader import BUILTIN_DIR, LABELS_DIR, MODELS_DIR, spec_from_data, spec_from_dict
 from .schema import ModelSpec
 
-__all__ = ["ModelSpec", "load_spec", "list_specs", "builtin_spec_path", "is_spec_reference",
+__all__ = ["ModelSpec", "load_spec", "spec_from_dict", "list_specs", "builtin_spec_path", "is_spec_reference",
            "LABELS_DIR", "MODELS_DIR"]
 
 
@@ -48,6 +48,8 @@ def load_spec(ref: str) -> ModelSpec:
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f)  # type: Any
+    except RecursionError:
+        raise SpecError("{}: the YAML is nested too deeply to be a spec".format(path))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = " at line {}, column {}".format(mark.line + 1, mark.column + 1) if mark else ""
@@ -55,11 +57,16 @@ def load_spec(ref: str) -> ModelSpec:
         raise SpecError("{}: not valid YAML{}: {}".format(path, where, problem))
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError("cannot read spec {}: {}".format(path, exc))
-    return spec_from_data(data, path, base_dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        return spec_from_data(data, path, base_dir=os.path.dirname(os.path.abspath(path)))
+    except RecursionError:
+        raise SpecError("{}: the YAML is nested too deeply to be a spec".format(path))
 
 
 def spec_summary(spec: ModelSpec) -> Dict[str, Any]:
-    head = spec.yolo.head if spec.yolo else ("ssd" if spec.ssd else "-")
+    from ..engines import families
+
+    head = families.get(spec.family).describe(spec.section)
     return {
         "name": spec.name,
         "family": spec.family,

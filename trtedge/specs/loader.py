@@ -1,176 +1,36 @@
 """Read a spec: YAML (or the resolved dict) -> validated :class:`ModelSpec`.
 
-This is the only module that reads YAML. Every error is a :class:`SpecError`
-naming the file, the field (as a dotted path) and what is allowed.
+This module and ``trtedge.specs`` are the only ones that read YAML. Every
+error is a :class:`SpecError` naming the file, the field (as a dotted path)
+and what is allowed. The loader knows no family: the spec's ``family:``
+picks one from :mod:`trtedge.engines.families`, which parses its own section.
 """
 
-import math
 import os
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Tuple
 
+from ..engines import families
 from ..errors import SpecError
+from ..fields import Section, check_int, kind
 from . import schema as S
 
 BUILTIN_DIR = os.path.dirname(os.path.abspath(__file__))
 LABELS_DIR = os.path.join(BUILTIN_DIR, "labels")
 MODELS_DIR = os.path.join(os.path.dirname(BUILTIN_DIR), "models")
 
-_MISSING = object()
-
-
-class _Section:
-    """One mapping of the spec, read field by field; unknown keys are errors."""
-
-    def __init__(self, data: Any, file: str, path: str) -> None:
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise SpecError(
-                "{}: '{}' must be a mapping of fields, not {}".format(
-                    file, path or "<top level>", _kind(data)
-                )
-            )
-        self.data = data
-        self.file = file
-        self.path = path
-        self.used = set()  # type: set
-
-    def where(self, key: str) -> str:
-        return "{}.{}".format(self.path, key) if self.path else key
-
-    def fail(self, key: str, message: str) -> "SpecError":
-        return SpecError("{}: field '{}' {}".format(self.file, self.where(key), message))
-
-    def has(self, key: str) -> bool:
-        return key in self.data and self.data[key] is not None
-
-    def raw(self, key: str, default: Any = _MISSING) -> Any:
-        self.used.add(key)
-        if key not in self.data or self.data[key] is None:
-            if default is _MISSING:
-                raise self.fail(key, "is required")
-            return default
-        return self.data[key]
-
-    def str(self, key: str, default: Any = _MISSING, choices: Optional[Sequence[str]] = None) -> Any:
-        value = self.raw(key, default)
-        if value is default and default is not _MISSING:
-            return value
-        if not isinstance(value, str):
-            raise self.fail(key, "must be a string, not {}".format(_kind(value)))
-        if choices is not None and value.lower() not in choices:
-            raise self.fail(
-                key, "is '{}'; allowed: {}".format(value, ", ".join(choices))
-            )
-        return value.lower() if choices is not None else value
-
-    def bool(self, key: str, default: Any = _MISSING) -> Any:
-        value = self.raw(key, default)
-        if not isinstance(value, bool):
-            raise self.fail(key, "must be true or false, not {}".format(_kind(value)))
-        return value
-
-    def int(self, key: str, default: Any = _MISSING, minimum: Optional[int] = None) -> Any:
-        return _check_int(self.raw(key, default), minimum, lambda m: self.fail(key, m))
-
-    def float(self, key: str, default: Any = _MISSING, low: Optional[float] = None,
-              high: Optional[float] = None) -> Any:
-        return _check_float(self.raw(key, default), low, high, lambda m: self.fail(key, m))
-
-    def floats(self, key: str, default: Any = _MISSING, length: Optional[int] = None) -> Any:
-        value = self.raw(key, default)
-        if value is default and default is not _MISSING:
-            return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = [value] * (length or 1)
-        if not isinstance(value, list):
-            raise self.fail(key, "must be a list of numbers, not {}".format(_kind(value)))
-        out = tuple(_check_float(v, None, None, lambda m: self.fail(key, m)) for v in value)
-        if length is not None and len(out) != length:
-            raise self.fail(key, "must have {} values, has {}".format(length, len(out)))
-        return out
-
-    def strs(self, key: str, default: Any = _MISSING) -> Any:
-        value = self.raw(key, default)
-        if value is default and default is not _MISSING:
-            return value
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self.fail(key, "must be a list of tensor names (strings)")
-        return tuple(value)
-
-    def section(self, key: str) -> "_Section":
-        return _Section(self.raw(key, {}), self.file, self.where(key))
-
-    def done(self) -> None:
-        unknown = [k for k in self.data if k not in self.used]
-        if unknown:
-            allowed = sorted(self.used | set(self._allowed))
-            raise self.fail(
-                str(unknown[0]), "is not a known field; allowed here: {}".format(", ".join(allowed))
-            )
-
-    _allowed = ()  # type: Sequence[str]
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number ({})".format(value)
-    if isinstance(value, str):
-        return "a string ('{}')".format(value)
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
-
-
-def _check_int(value: Any, minimum: Optional[int], fail: Callable[[str], SpecError]) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise fail("must be a whole number, not {}".format(_kind(value)))
-    if minimum is not None and value < minimum:
-        raise fail("must be at least {}, is {}".format(minimum, value))
-    return value
-
-
-def _check_float(value: Any, low: Optional[float], high: Optional[float],
-                 fail: Callable[[str], SpecError]) -> float:
-    if isinstance(value, str):
-        value = _fraction(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise fail("must be a number, not {}".format(_kind(value)))
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise fail("must be between {} and {}, is {}".format(low, high, value))
-    return float(value)
-
-
-def _fraction(text: str) -> Any:
-    """'1/3' -> 0.333..; other strings are returned unchanged (and then refused)."""
-    parts = text.split("/")
-    try:
-        if len(parts) == 2:
-            return float(parts[0]) / float(parts[1])
-        return float(text)
-    except (ValueError, ZeroDivisionError):
-        return text
-
-
-def _size(sec: _Section) -> Tuple[int, int]:
+def _size(sec: Section) -> Tuple[int, int]:
     if sec.has("size"):
         value = sec.raw("size")
         if isinstance(value, int) and not isinstance(value, bool):
             value = [value, value]
         if not (isinstance(value, list) and len(value) == 2):
-            raise sec.fail("size", "must be [height, width] or one number, not {}".format(_kind(value)))
-        h, w = (_check_int(v, 1, lambda m: sec.fail("size", m)) for v in value)
+            raise sec.fail("size", "must be [height, width] or one number, not {}".format(kind(value)))
+        h, w = (check_int(v, 1, lambda m: sec.fail("size", m)) for v in value)
         return h, w
     return sec.int("height", minimum=1), sec.int("width", minimum=1)
 
 
-def _normalisation(sec: _Section) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
+def _normalisation(sec: Section) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
     norm = sec.section("normalize")
     if sec.has("scale") or sec.has("offset"):  # resolved form
         return sec.floats("scale", length=3), sec.floats("offset", (0.0, 0.0, 0.0), length=3)
@@ -187,9 +47,12 @@ def _normalisation(sec: _Section) -> Tuple[Tuple[float, ...], Tuple[float, ...]]
     return scale, offset
 
 
-def _input(sec: _Section) -> S.InputSpec:
+def _input(sec: Section) -> S.InputSpec:
     h, w = _size(sec)
     scale, offset = _normalisation(sec)
+    if any(v == 0 for v in scale):
+        raise sec.fail("normalize", "scales every pixel to 0 (scale {}); give a non-zero scale or "
+                                    "std".format(list(scale)))
     spec = S.InputSpec(
         height=h,
         width=w,
@@ -207,25 +70,45 @@ def _input(sec: _Section) -> S.InputSpec:
     return spec
 
 
+def _read_label_file(path: str, file: str) -> Tuple[str, ...]:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(8 << 20)
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SpecError("{}: label file {} is not UTF-8 text (byte {} at offset {}); save it as UTF-8, one "
+                        "name a line".format(file, path, hex(raw[exc.start]), exc.start))
+    except OSError as exc:
+        raise SpecError("{}: cannot read label file {}: {}".format(file, path, exc.strerror or exc))
+    names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not names:
+        raise SpecError("{}: label file {} is empty".format(file, path))
+    return tuple(names)
+
+
 def _labels(value: Any, file: str, base_dir: Optional[str]) -> Tuple[str, ...]:
+    """A list of names, or a label file beside the spec (or in a folder below it) or built in.
+
+    A label file may not lie outside the spec's folder (``../../etc/passwd``):
+    a spec someone sends you must not make trtedge read, and then embed in an
+    engine's metadata, files elsewhere on your machine."""
     if isinstance(value, list):
         if not value or not all(isinstance(v, str) and v.strip() for v in value):
             raise SpecError("{}: field 'labels' must be a non-empty list of names".format(file))
         return tuple(v.strip() for v in value)
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not value.strip():
         raise SpecError(
             "{}: field 'labels' must be a label file name or a list of names, not {}".format(
-                file, _kind(value)
+                file, kind(value)
             )
         )
+    if os.path.isabs(value) or ".." in value.replace("\\", "/").split("/"):
+        raise SpecError("{}: field 'labels' is '{}'; a label file must lie beside the spec (or in a folder "
+                        "below it) or be built in: copy it there".format(file, value))
     candidates = [os.path.join(d, value) for d in (base_dir, LABELS_DIR) if d]
     for path in candidates:
         if os.path.isfile(path):
-            with open(path, encoding="utf-8") as f:
-                names = [line.strip() for line in f if line.strip()]
-            if not names:
-                raise SpecError("{}: label file {} is empty".format(file, path))
-            return tuple(names)
+            return _read_label_file(path, file)
     raise SpecError(
         "{}: field 'labels' names '{}', which is not in {}; built-in label files: {}".format(
             file, value, " or ".join(candidates), ", ".join(sorted(os.listdir(LABELS_DIR)))
@@ -233,105 +116,7 @@ def _labels(value: Any, file: str, base_dir: Optional[str]) -> Tuple[str, ...]:
     )
 
 
-def _anchors(sec: _Section, strides: int) -> Tuple[Tuple[Tuple[float, float], ...], ...]:
-    value = sec.raw("anchors", [])
-    if not isinstance(value, list):
-        raise sec.fail("anchors", "must be a list (one entry per stride), not {}".format(_kind(value)))
-    out = []
-    for level in value:
-        if not isinstance(level, list):
-            raise sec.fail("anchors", "must hold one list of w, h values per stride")
-        flat = []  # type: List[float]
-        for v in level:
-            flat.extend(v if isinstance(v, list) else [v])
-        nums = [_check_float(v, 0.0, None, lambda m: sec.fail("anchors", m)) for v in flat]
-        if len(nums) % 2 or not nums:
-            raise sec.fail("anchors", "each stride needs w, h pairs; got {} values".format(len(nums)))
-        out.append(tuple((nums[i], nums[i + 1]) for i in range(0, len(nums), 2)))
-    if out and len(out) != strides:
-        raise sec.fail("anchors", "has {} levels but 'strides' has {}".format(len(out), strides))
-    return tuple(out)
-
-
-def _yolo(sec: _Section) -> S.YoloSpec:
-    head = sec.str("head", "anchor_free", S.YOLO_HEADS)
-    strides = tuple(int(s) for s in sec.floats("strides", (8.0, 16.0, 32.0)))
-    anchors = _anchors(sec, len(strides))
-    sxy = sec.floats("scale_x_y", (1.0,) * len(strides))
-    if len(sxy) == 1:
-        sxy = sxy * len(strides)
-    if len(sxy) != len(strides):
-        raise sec.fail("scale_x_y", "needs one value or one per stride ({})".format(len(strides)))
-    spec = S.YoloSpec(
-        head=head,
-        strides=strides,
-        anchors=anchors,
-        scale_x_y=sxy,
-        box_format=sec.str("box_format", "cxcywh", S.BOX_FORMATS),
-        score_activation=sec.str(
-            "score_activation", "sigmoid" if head == "raw" else "none", S.SCORE_ACTIVATIONS
-        ),
-        objectness=sec.bool("objectness", True),
-    )
-    if head == "raw" and not anchors:
-        raise sec.fail("anchors", "is required for raw (darknet) heads: w, h pairs per stride")
-    sec.done()
-    return spec
-
-
-def _ssd(sec: _Section, legacy: Dict[str, Any]) -> S.SsdSpec:
-    a = sec.section("anchors")
-    d = S.AnchorSpec()
-    num_layers = a.int("num_layers", d.num_layers, minimum=1)
-    pairs = lambda key: tuple(  # noqa: E731
-        tuple(p) for p in _pairs(a, key)
-    )
-    anchors = S.AnchorSpec(
-        num_layers=num_layers,
-        min_scale=a.float("min_scale", legacy.get("min_size", d.min_scale), 0.0, 1.0),
-        max_scale=a.float("max_scale", legacy.get("max_size", d.max_scale), 0.0, 1.0),
-        scales=a.floats("scales", ()),
-        aspect_ratios=a.floats("aspect_ratios", d.aspect_ratios),
-        interpolated_scale_aspect_ratio=a.float("interpolated_scale_aspect_ratio", 1.0, 0.0),
-        reduce_boxes_in_lowest_layer=a.bool("reduce_boxes_in_lowest_layer", True),
-        base_anchor_size=a.floats("base_anchor_size", (1.0, 1.0), length=2),
-        strides=pairs("strides"),
-        offsets=pairs("offsets"),
-        feature_map_sizes=tuple(tuple(int(v) for v in p) for p in _pairs(a, "feature_map_sizes")),
-    )
-    for key in ("strides", "offsets", "feature_map_sizes"):
-        n = len(getattr(anchors, key))
-        if n and n != num_layers:
-            raise a.fail(key, "has {} entries but num_layers is {}".format(n, num_layers))
-    if anchors.scales and len(anchors.scales) != num_layers:
-        raise a.fail("scales", "has {} values but num_layers is {}".format(len(anchors.scales), num_layers))
-    a.done()
-    spec = S.SsdSpec(
-        anchors=anchors,
-        box_coder_scales=sec.floats("box_coder_scales", (10.0, 10.0, 5.0, 5.0), length=4),
-        box_order=sec.str("box_order", "yxhw", S.SSD_BOX_ORDERS),
-        score_activation=sec.str("score_activation", "sigmoid", S.SCORE_ACTIVATIONS),
-        background_class=sec.bool("background_class", True),
-    )
-    sec.done()
-    return spec
-
-
-def _pairs(sec: _Section, key: str) -> List[Tuple[float, float]]:
-    value = sec.raw(key, [])
-    if not isinstance(value, list):
-        raise sec.fail(key, "must be a list of [a, b] pairs")
-    out = []
-    for item in value:
-        if isinstance(item, (int, float)) and not isinstance(item, bool):
-            item = [item, item]
-        if not (isinstance(item, list) and len(item) == 2):
-            raise sec.fail(key, "must be a list of [a, b] pairs")
-        out.append(tuple(_check_float(v, 0.0, None, lambda m: sec.fail(key, m)) for v in item))
-    return out  # type: ignore[return-value]
-
-
-def _nms(sec: _Section) -> S.NmsSpec:
+def _nms(sec: Section) -> S.NmsSpec:
     d = S.NmsSpec()
     spec = S.NmsSpec(
         score_threshold=sec.float("score_threshold", d.score_threshold, 0.0, 1.0),
@@ -351,18 +136,15 @@ def _nms(sec: _Section) -> S.NmsSpec:
 
 def spec_from_data(data: Any, file: str, base_dir: Optional[str]) -> S.ModelSpec:
     """Validate parsed YAML (or a resolved dict) into a :class:`ModelSpec`."""
-    top = _Section(data, file, "")
+    top = Section(data, file, "")
     name = top.str("name")
-    if not name.strip() or any(c in name for c in "/\\ "):
-        raise top.fail("name", "must be a non-empty name without spaces or slashes")
-    family = top.str("family", choices=S.FAMILIES)
+    if (not name.strip() or name.strip(".") == "" or any(c in name for c in "/\\ ")
+            or any(not c.isprintable() for c in name)):
+        raise top.fail("name", "must be a non-empty name without spaces, slashes or control characters "
+                               "(and not '.' or '..'), is {!r}".format(name))
+    family_name = top.str("family", choices=families.names())
+    family = families.get(family_name)
     notes = list(top.strs("notes", ()))
-    legacy = {}  # type: Dict[str, Any]
-    for key in ("min_size", "max_size"):
-        if top.has(key):
-            legacy[key] = top.float(key, low=0.0, high=1.0)
-            notes.append("legacy '{}: {}' became ssd.anchors.{}".format(
-                key, legacy[key], key.replace("size", "scale")))
 
     src = top.section("source")
     source = S.SourceSpec(
@@ -383,42 +165,39 @@ def spec_from_data(data: Any, file: str, base_dir: Optional[str]) -> S.ModelSpec
     labels = _labels(top.raw("labels"), file, base_dir)
     if top.has("num_classes"):
         n = top.int("num_classes", minimum=1)
-        expected = len(labels) + (1 if family == "ssd" else 0)
+        expected = len(labels) + family.extra_classes
         if n != expected:
             raise top.fail(
                 "num_classes",
                 "is {} but the labels list {} classes{}; fix one of them".format(
-                    n, len(labels), " plus background" if family == "ssd" else ""),
+                    n, len(labels), " plus background" if family.extra_classes else ""),
             )
         notes.append("legacy 'num_classes: {}' checked against the {} labels".format(n, len(labels)))
 
     cut_sec = top.section("cut")
     cut = S.CutSpec(input=cut_sec.str("input", None), outputs=cut_sec.strs("outputs", ()))
     cut_sec.done()
-    if top.has("input_order"):
-        cut = _map_input_order(top, cut, family, notes)
 
-    yolo = _yolo(top.section("yolo")) if family == "yolo" else None
-    ssd = _ssd(top.section("ssd"), legacy) if family == "ssd" else None
-    for other in ("yolo", "ssd"):
-        if other != family and top.has(other):
-            raise top.fail(other, "does not apply to family '{}'".format(family))
-        top.used.add(other)
-    if family == "yolo" and yolo is not None:
-        _check_yolo_cut(top, yolo, cut)
-    if family == "ssd" and len(cut.outputs) not in (0, 2):
-        raise top.fail("cut.outputs", "needs two tensors for SSD: box encodings, then class predictions")
+    if family.section:
+        section, cut = family.parse(top.section(family.section), top, cut, notes)
+    else:
+        section = None
+    for key, owner in families.section_keys().items():
+        if owner != family.name and top.has(key):
+            raise top.fail(key, "does not apply to family '{}'".format(family.name))
+        top.used.add(key)
+    family.check_spec(top, section, cut)
 
     spec = S.ModelSpec(
         name=name,
-        family=family,
+        family=family.name,
         description=top.str("description", ""),
         source=source,
         input=inp,
         labels=labels,
         cut=cut,
-        yolo=yolo,
-        ssd=ssd,
+        section=section,
+        section_key=family.section,
         nms=_nms(top.section("nms")),
         notes=tuple(notes),
         origin=file,
@@ -427,38 +206,6 @@ def spec_from_data(data: Any, file: str, base_dir: Optional[str]) -> S.ModelSpec
     return spec
 
 
-def _check_yolo_cut(top: _Section, yolo: S.YoloSpec, cut: S.CutSpec) -> None:
-    if not cut.outputs:
-        return
-    expected = len(yolo.strides) if yolo.head == "raw" else 1
-    if len(cut.outputs) != expected:
-        raise top.fail(
-            "cut.outputs",
-            "lists {} tensors; a '{}' head needs {}{}".format(
-                len(cut.outputs), yolo.head, expected,
-                " (one per stride)" if yolo.head == "raw" else ""),
-        )
-
-
-def _map_input_order(top: _Section, cut: S.CutSpec, family: str, notes: List[str]) -> S.CutSpec:
-    """UFF-era ``input_order: [loc, conf, priorbox]``: the position of each
-    NMS_TRT input among the listed tensors. trtedge generates the priors, so
-    only the first two matter: they pick the box and score tensors."""
-    order = top.raw("input_order")
-    if not (isinstance(order, list) and len(order) == 3 and sorted(order) == [0, 1, 2]):
-        raise top.fail("input_order", "must be a permutation of [0, 1, 2] (loc, conf, priorbox)")
-    if family != "ssd":
-        raise top.fail("input_order", "only applies to family 'ssd' (NMS_TRT plugin inputs)")
-    if len(cut.outputs) < 2:
-        notes.append("legacy 'input_order: {}' ignored: no cut.outputs to reorder".format(order))
-        return cut
-    outs = list(cut.outputs)
-    try:
-        boxes, scores = outs[order[0]], outs[order[1]]
-    except IndexError:
-        raise top.fail("input_order", "points past the {} cut.outputs".format(len(outs)))
-    notes.append(
-        "legacy 'input_order: {}' became cut.outputs: [{}, {}] (box encodings, class predictions); "
-        "priors are generated from ssd.anchors".format(order, boxes, scores)
-    )
-    return S.CutSpec(input=cut.input, outputs=(boxes, scores))
+def spec_from_dict(data: Any, origin: str = "<resolved spec>") -> S.ModelSpec:
+    """Read back what :meth:`ModelSpec.to_dict` wrote (validated like YAML)."""
+    return spec_from_data(data, origin, base_dir=None)

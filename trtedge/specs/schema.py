@@ -4,31 +4,24 @@ A spec is read once (``trtedge.specs.load_spec``) and then passed around as a
 :class:`ModelSpec`; no stage re-reads YAML. Every object here turns back into
 plain data with ``to_dict()`` (the *resolved* spec: defaults filled in, labels
 inline), which is what the manifest and the engine ONNX's metadata carry, and
-``ModelSpec.from_dict`` reads that form back without any file beside it.
+the loader reads that form back without any file beside it.
 
 Conventions (shared by every family):
 
 * sizes are ``(height, width)`` in pixels;
 * boxes are ``x1, y1, x2, y2`` in input pixels everywhere after decoding;
 * class ids are 0-based indices into ``labels`` (background never appears).
+
+``trtedge.specs.loader.spec_from_data`` reads the resolved form back.
 """
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Dict, Optional, Tuple
 
-FAMILIES = ("yolo", "ssd", "none")
 SOURCE_FORMATS = ("auto", "onnx", "savedmodel", "frozen_graph", "keras")
 CHANNEL_ORDERS = ("rgb", "bgr")
 LAYOUTS = ("nchw", "nhwc")
 RESIZE_MODES = ("letterbox", "stretch")
-#: YOLO head kinds: ``raw`` = darknet v3/v4 heads ``[B, A*(5+C), H, W]`` per
-#: stride (sigmoid, grid and anchors still to apply); ``decoded`` = v5-style
-#: ``[B, N, 5+C]`` (cx, cy, w, h in input pixels, objectness, class scores);
-#: ``anchor_free`` = v8-style ``[B, 4+C, N]`` (cx, cy, w, h, class scores).
-YOLO_HEADS = ("raw", "decoded", "anchor_free")
-SCORE_ACTIVATIONS = ("none", "sigmoid", "softmax")
-BOX_FORMATS = ("cxcywh", "xyxy")
-SSD_BOX_ORDERS = ("yxhw", "xywh")
 
 
 @dataclass(frozen=True)
@@ -81,52 +74,6 @@ class CutSpec:
 
 
 @dataclass(frozen=True)
-class YoloSpec:
-    head: str = "anchor_free"
-    strides: Tuple[int, ...] = (8, 16, 32)
-    #: per stride, (w, h) anchor pairs in input pixels (``raw`` heads only)
-    anchors: Tuple[Tuple[Tuple[float, float], ...], ...] = ()
-    #: per stride; 1.0 means plain sigmoid offsets (YOLOv4 uses 1.2/1.1/1.05)
-    scale_x_y: Tuple[float, ...] = ()
-    #: box format of ``decoded``/``anchor_free`` heads
-    box_format: str = "cxcywh"
-    #: activation still to apply to class scores (and objectness)
-    score_activation: str = "none"
-    #: ``decoded`` heads: whether column 4 is an objectness score
-    objectness: bool = True
-
-
-@dataclass(frozen=True)
-class AnchorSpec:
-    """TF Object Detection API ``ssd_anchor_generator`` settings."""
-
-    num_layers: int = 6
-    min_scale: float = 0.2
-    max_scale: float = 0.95
-    scales: Tuple[float, ...] = ()
-    aspect_ratios: Tuple[float, ...] = (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0)
-    interpolated_scale_aspect_ratio: float = 1.0
-    reduce_boxes_in_lowest_layer: bool = True
-    base_anchor_size: Tuple[float, float] = (1.0, 1.0)
-    strides: Tuple[Tuple[float, float], ...] = ()
-    offsets: Tuple[Tuple[float, float], ...] = ()
-    #: (height, width) per layer; read from the graph when empty
-    feature_map_sizes: Tuple[Tuple[int, int], ...] = ()
-
-
-@dataclass(frozen=True)
-class SsdSpec:
-    anchors: AnchorSpec = field(default_factory=AnchorSpec)
-    #: center-size box coder scales (y, x, h, w)
-    box_coder_scales: Tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)
-    #: order of the four box-encoding values per anchor
-    box_order: str = "yxhw"
-    score_activation: str = "sigmoid"
-    #: whether score column 0 is a background class to drop
-    background_class: bool = True
-
-
-@dataclass(frozen=True)
 class NmsSpec:
     score_threshold: float = 0.25
     iou_threshold: float = 0.45
@@ -140,6 +87,10 @@ class NmsSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """A whole spec. The family's own section (``yolo:``, ``ssd:``, ...) is
+    ``section``, a frozen dataclass of the family's making, and also reads as
+    ``spec.<section key>`` (``spec.yolo``); this module knows no family."""
+
     name: str
     family: str
     input: InputSpec
@@ -147,30 +98,38 @@ class ModelSpec:
     source: SourceSpec = field(default_factory=SourceSpec)
     description: str = ""
     cut: CutSpec = field(default_factory=CutSpec)
-    yolo: Optional[YoloSpec] = None
-    ssd: Optional[SsdSpec] = None
+    #: the family's section object, and its key in the spec (None: no section)
+    section: Any = None
+    section_key: Optional[str] = None
     nms: NmsSpec = field(default_factory=NmsSpec)
     #: what legacy (UFF-era) fields were mapped to; informational
     notes: Tuple[str, ...] = ()
     #: the file the spec came from ("" when built from a dict)
     origin: str = ""
 
+    def __getattr__(self, name: str) -> Any:
+        # only called for names that are not fields: spec.yolo -> the yolo section
+        if not name.startswith("_") and name == self.__dict__.get("section_key"):
+            return self.__dict__["section"]
+        raise AttributeError("'ModelSpec' has no attribute '{}' (family '{}')".format(
+            name, self.__dict__.get("family")))
+
     @property
     def num_classes(self) -> int:
         return len(self.labels)
 
+    @property
+    def is_detector(self) -> bool:
+        return self.family != "none"
+
     def to_dict(self) -> Dict[str, Any]:
         """The resolved spec as plain JSON-able data (no ``origin``)."""
-        data = asdict(self)
-        data.pop("origin")
-        return _lists(data)
-
-    @classmethod
-    def from_dict(cls, data: Dict[str, Any], origin: str = "") -> "ModelSpec":
-        """Read back what :meth:`to_dict` wrote (validated like YAML)."""
-        from .loader import spec_from_data
-
-        return spec_from_data(data, origin or "<resolved spec>", base_dir=None)
+        data = {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in ("origin", "section", "section_key")}
+        out = _lists({k: asdict(v) if is_dataclass(v) else v for k, v in data.items()})
+        if self.section_key and self.section is not None:
+            out[self.section_key] = _lists(asdict(self.section))
+        return out
 
 
 def _lists(value: Any) -> Any:

@@ -16,8 +16,8 @@ def atomic_open(path: str, mode: str = "wb") -> Iterator[IO]:
     """Write to ``path.partial-PID``, fsync, then rename over ``path``."""
     directory = os.path.dirname(os.path.abspath(path))
     for stale in glob.glob(glob.escape(path) + ".partial-*"):
-        with contextlib.suppress(OSError):
-            os.unlink(stale)
+        if not _owner_alive(stale):  # another live process may be writing it right now
+            remove_quietly(stale)
     tmp = "{}.partial-{}".format(path, os.getpid())
     ok = False
     try:
@@ -37,6 +37,29 @@ def atomic_open(path: str, mode: str = "wb") -> Iterator[IO]:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _owner_alive(partial: str) -> bool:
+    """Whether the process named by a ``.partial-PID`` suffix still runs."""
+    try:
+        pid = int(partial.rsplit(".partial-", 1)[1].split(".")[0])
+    except (IndexError, ValueError):
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists but belongs to someone else
+        return True
+    return True
+
+
+def remove_quietly(path: str) -> None:
+    """Remove a file if it is there; never raise."""
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 def write_atomic(path: str, data: Union[bytes, str]) -> None:

@@ -15,12 +15,41 @@ Output of :func:`decode`: boxes float32 [B, N, 4] (x1, y1, x2, y2, input
 pixels), scores float32 [B, N, C].
 """
 
+from dataclasses import dataclass
 from typing import Any, List, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import ModelError
-from .graph import OpBuilder, static_dim
+from ...errors import ModelError
+from ...fields import Section, check_float, kind
+from ..graph import OpBuilder, static_dim
+from .base import Family, HeadInfo
+
+#: ``raw`` = darknet v3/v4 heads ``[B, A*(5+C), H, W]`` per stride (sigmoid,
+#: grid and anchors still to apply); ``decoded`` = v5-style ``[B, N, 5+C]``
+#: (cx, cy, w, h in input pixels, objectness, class scores); ``anchor_free`` =
+#: v8-style ``[B, 4+C, N]`` (cx, cy, w, h, class scores).
+YOLO_HEADS = ("raw", "decoded", "anchor_free")
+SCORE_ACTIVATIONS = ("none", "sigmoid", "softmax")
+BOX_FORMATS = ("cxcywh", "xyxy")
+
+
+@dataclass(frozen=True)
+class YoloSpec:
+    """The spec's ``yolo:`` section."""
+
+    head: str = "anchor_free"
+    strides: Tuple[int, ...] = (8, 16, 32)
+    #: per stride, (w, h) anchor pairs in input pixels (``raw`` heads only)
+    anchors: Tuple[Tuple[Tuple[float, float], ...], ...] = ()
+    #: per stride; 1.0 means plain sigmoid offsets (YOLOv4 uses 1.2/1.1/1.05)
+    scale_x_y: Tuple[float, ...] = ()
+    #: box format of ``decoded``/``anchor_free`` heads
+    box_format: str = "cxcywh"
+    #: activation still to apply to class scores (and objectness)
+    score_activation: str = "none"
+    #: ``decoded`` heads: whether column 4 is an objectness score
+    objectness: bool = True
 
 
 def _classes_hint(spec: Any, got: int) -> str:
@@ -32,8 +61,6 @@ def _classes_hint(spec: Any, got: int) -> str:
 
 def check_heads(spec: Any, names: Tuple[str, ...], shapes: Tuple[Tuple[Any, ...], ...],
                 graph: Any = None) -> Any:
-    from .surgery import HeadInfo
-
     y = spec.yolo
     c = spec.num_classes
     notes = []  # type: List[str]
@@ -172,3 +199,95 @@ def _raw_level(b: OpBuilder, out: Any, spec: Any, k: int, stride: int) -> Tuple[
     obj = b.activation(b.slice(t, 4, 5, 2), act)
     cls = b.activation(b.slice(t, 5, 5 + c, 2), act)
     return box, b.op("Mul", [cls, obj]), a * h * w
+
+
+# --------------------------------------------------------------------------- the spec section
+
+
+def _anchors(sec: Section, strides: int) -> Tuple[Tuple[Tuple[float, float], ...], ...]:
+    value = sec.raw("anchors", [])
+    if not isinstance(value, list):
+        raise sec.fail("anchors", "must be a list (one entry per stride), not {}".format(kind(value)))
+    out = []
+    for level in value:
+        if not isinstance(level, list):
+            raise sec.fail("anchors", "must hold one list of w, h values per stride")
+        flat = []  # type: List[float]
+        for v in level:
+            flat.extend(v if isinstance(v, list) else [v])
+        nums = [check_float(v, 0.0, None, lambda m: sec.fail("anchors", m)) for v in flat]
+        if len(nums) % 2 or not nums:
+            raise sec.fail("anchors", "each stride needs w, h pairs; got {} values".format(len(nums)))
+        if any(v <= 0 for v in nums):
+            raise sec.fail("anchors", "anchor sizes must be more than 0 pixels")
+        out.append(tuple((nums[i], nums[i + 1]) for i in range(0, len(nums), 2)))
+    if out and len(out) != strides:
+        raise sec.fail("anchors", "has {} levels but 'strides' has {}".format(len(out), strides))
+    return tuple(out)
+
+
+def _strides(sec: Section) -> Tuple[int, ...]:
+    values = sec.floats("strides", (8.0, 16.0, 32.0))
+    if not values:
+        raise sec.fail("strides", "must list at least one stride")
+    for v in values:
+        if v < 1 or v != int(v):
+            raise sec.fail("strides", "must be whole numbers of pixels, at least 1; got {}".format(
+                [int(x) if x == int(x) else x for x in values]))
+    return tuple(int(v) for v in values)
+
+
+class YoloFamily(Family):
+    name = "yolo"
+    section = "yolo"
+
+    def parse(self, sec: Section, top: Section, cut: Any, notes: List[str]) -> Tuple[Any, Any]:
+        head = sec.str("head", "anchor_free", YOLO_HEADS)
+        strides = _strides(sec)
+        anchors = _anchors(sec, len(strides))
+        sxy = sec.floats("scale_x_y", (1.0,) * len(strides))
+        if len(sxy) == 1:
+            sxy = sxy * len(strides)
+        if len(sxy) != len(strides):
+            raise sec.fail("scale_x_y", "needs one value or one per stride ({})".format(len(strides)))
+        if any(v <= 0 for v in sxy):
+            raise sec.fail("scale_x_y", "must be more than 0")
+        spec = YoloSpec(
+            head=head,
+            strides=strides,
+            anchors=anchors,
+            scale_x_y=sxy,
+            box_format=sec.str("box_format", "cxcywh", BOX_FORMATS),
+            score_activation=sec.str("score_activation", "sigmoid" if head == "raw" else "none",
+                                     SCORE_ACTIVATIONS),
+            objectness=sec.bool("objectness", True),
+        )
+        if head == "raw" and not anchors:
+            raise sec.fail("anchors", "is required for raw (darknet) heads: w, h pairs per stride")
+        sec.done()
+        return spec, cut
+
+    def check_spec(self, top: Section, section: Any, cut: Any) -> None:
+        if not cut.outputs:
+            return
+        expected = len(section.strides) if section.head == "raw" else 1
+        if len(cut.outputs) != expected:
+            raise top.fail(
+                "cut.outputs",
+                "lists {} tensors; a '{}' head needs {}{}".format(
+                    len(cut.outputs), section.head, expected,
+                    " (one per stride)" if section.head == "raw" else ""),
+            )
+
+    def describe(self, section: Any) -> str:
+        return str(section.head)
+
+    def check_heads(self, spec: Any, names: Tuple[str, ...], shapes: Tuple[Tuple[Any, ...], ...],
+                    graph: Any = None) -> HeadInfo:
+        return check_heads(spec, names, shapes, graph)
+
+    def decode(self, graph: Any, spec: Any, heads: HeadInfo, outs: Sequence[Any]) -> Tuple[Any, Any, int]:
+        return decode(graph, spec, heads, outs)
+
+
+FAMILY = YoloFamily()

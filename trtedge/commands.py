@@ -1,7 +1,10 @@
-"""The runtime's subcommands: ``check``, ``detect`` (and ``bench`` when present).
+"""The runtime's subcommands: ``check``, ``detect``, ``bench``.
 
-Each entry of :data:`COMMANDS` is ``name: (add_arguments, run, help)``;
-``trtedge.cli`` registers them.
+They live above both ``engines/`` and ``runtime/``: ``detect --rebuild``
+rebuilds a foreign engine through :mod:`trtedge.rebuild` before the runtime
+opens it. Each entry of :data:`COMMANDS` is ``name: (add_arguments, run,
+help)``; ``trtedge.cli`` registers them. Importing this module loads neither
+numpy nor onnx.
 """
 
 import argparse
@@ -10,7 +13,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Tuple
 
-from ..errors import TrtedgeError
+from .errors import TrtedgeError
 
 #: how long one pass of the loop waits on a live source before serving the others
 LIVE_WAIT_S = 0.5
@@ -30,7 +33,7 @@ def add_check(p: argparse.ArgumentParser) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from .compat import COMPATIBLE, INCOMPATIBLE, check_engine
+    from .runtime.compat import COMPATIBLE, INCOMPATIBLE, check_engine
 
     r = check_engine(args.engine, trust_plugins=args.trust_plugins)
     word = {COMPATIBLE: "compatible", INCOMPATIBLE: "incompatible"}.get(r.status, "cannot tell")
@@ -68,17 +71,20 @@ def add_detect(p: argparse.ArgumentParser) -> None:
 
 
 def run_detect(args: argparse.Namespace) -> int:
-    from .detector import Detector
-    from .sinks import RunStats, format_summary, open_sinks
-    from .sources import open_source
+    from .rebuild import checked_or_rebuilt
+    from .runtime.detector import Detector
+    from .runtime.sinks import RunStats, format_summary, open_sinks
+    from .runtime.sources import open_source
 
     if args.conf is not None and not 0.0 <= args.conf <= 1.0:
         raise TrtedgeError("--conf must be between 0 and 1, is {}".format(args.conf))
     if args.max_frames is not None and args.max_frames < 1:
         raise TrtedgeError("--max-frames must be at least 1")
+    checked = checked_or_rebuilt(args.engine, trust_plugins=args.trust_plugins, rebuild_if_needed=args.rebuild,
+                                 say=_say)
     det = Detector(args.engine, backend=args.backend, conf=args.conf, only=args.only,
-                   trust_plugins=args.trust_plugins, cuda=args.cuda, cuda_graph=args.cuda_graph,
-                   rebuild=args.rebuild, say=_say)
+                   trust_plugins=args.trust_plugins, cuda=args.cuda, cuda_graph=args.cuda_graph, say=_say,
+                   checked=checked)
     sources = []  # type: List[Any]
     sinks = []  # type: List[Any]
     stats = RunStats()
@@ -160,10 +166,27 @@ COMMANDS = {
 }  # type: Dict[str, Tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]]
 
 
-def _register_bench() -> None:
-    from .bench import add_bench, run_bench
+def add_bench(p: argparse.ArgumentParser) -> None:
+    p.add_argument("engine", help="engine file built by trtedge")
+    p.add_argument("--backend", default="auto", choices=("auto", "trt", "onnxrt"))
+    p.add_argument("--batch", type=int, default=1, metavar="N")
+    p.add_argument("--iterations", type=int, default=100, metavar="N")
+    p.add_argument("--warmup", type=int, default=10, metavar="N")
+    p.add_argument("--no-baseline", action="store_true", help="skip the source-model baseline")
+    p.add_argument("--cuda", default="cuda-python", choices=("cuda-python", "pycuda"))
+    p.add_argument("--cuda-graph", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
 
-    COMMANDS["bench"] = (add_bench, run_bench, "latency and throughput of an engine, beside its source model")
+
+def run_bench(args: argparse.Namespace) -> int:
+    from .runtime.bench import format_table, run
+
+    say = (lambda m: None) if args.json else _say
+    result = run(args.engine, backend=args.backend, batch=args.batch, iterations=args.iterations,
+                 warmup=args.warmup, baseline=not args.no_baseline, say=say, cuda=args.cuda,
+                 cuda_graph=args.cuda_graph)
+    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    return 0
 
 
-_register_bench()
+COMMANDS["bench"] = (add_bench, run_bench, "latency and throughput of an engine, beside its source model")

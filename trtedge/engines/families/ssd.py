@@ -43,14 +43,50 @@ is background, so class ids are 0-based label indices.
 """
 
 import math
-from dataclasses import dataclass
-from typing import Any, List, Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import ModelError
-from .graph import OpBuilder, static_dim
-from .surgery import HeadInfo
+from ...errors import ModelError
+from ...fields import Section, pairs
+from ..graph import OpBuilder, model_input, static_dim
+from .base import Family, HeadInfo
+
+SCORE_ACTIVATIONS = ("none", "sigmoid", "softmax")
+SSD_BOX_ORDERS = ("yxhw", "xywh")
+
+
+@dataclass(frozen=True)
+class AnchorSpec:
+    """TF Object Detection API ``ssd_anchor_generator`` settings."""
+
+    num_layers: int = 6
+    min_scale: float = 0.2
+    max_scale: float = 0.95
+    scales: Tuple[float, ...] = ()
+    aspect_ratios: Tuple[float, ...] = (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0)
+    interpolated_scale_aspect_ratio: float = 1.0
+    reduce_boxes_in_lowest_layer: bool = True
+    base_anchor_size: Tuple[float, float] = (1.0, 1.0)
+    strides: Tuple[Tuple[float, float], ...] = ()
+    offsets: Tuple[Tuple[float, float], ...] = ()
+    #: (height, width) per layer; read from the graph when empty
+    feature_map_sizes: Tuple[Tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class SsdSpec:
+    """The spec's ``ssd:`` section."""
+
+    anchors: AnchorSpec = field(default_factory=AnchorSpec)
+    #: center-size box coder scales (y, x, h, w)
+    box_coder_scales: Tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)
+    #: order of the four box-encoding values per anchor
+    box_order: str = "yxhw"
+    score_activation: str = "sigmoid"
+    #: whether score column 0 is a background class to drop
+    background_class: bool = True
 
 __all__ = [
     "generate_anchors",
@@ -350,8 +386,6 @@ def _reinfer(graph: Any, spec: Any, names: Sequence[str]) -> Any:
     import onnx
     import onnx_graphsurgeon as gs
 
-    from .surgery import model_input
-
     g = graph.copy()
     x = model_input(g, spec)
     x.inputs.clear()
@@ -617,3 +651,103 @@ def decode(graph: Any, spec: Any, heads: Any, outs: Sequence[Any]) -> Tuple[Any,
     if ssd.background_class:
         scores = b.slice(scores, 1, cols, 2)
     return boxes, scores, n
+
+
+# --------------------------------------------------------------------------- the spec section
+
+
+def _anchor_spec(sec: Section, legacy: Dict[str, Any]) -> AnchorSpec:
+    a = sec.section("anchors")
+    d = AnchorSpec()
+    num_layers = a.int("num_layers", d.num_layers, minimum=1)
+    anchors = AnchorSpec(
+        num_layers=num_layers,
+        min_scale=a.float("min_scale", legacy.get("min_size", d.min_scale), 0.0, 1.0),
+        max_scale=a.float("max_scale", legacy.get("max_size", d.max_scale), 0.0, 1.0),
+        scales=a.floats("scales", ()),
+        aspect_ratios=a.floats("aspect_ratios", d.aspect_ratios),
+        interpolated_scale_aspect_ratio=a.float("interpolated_scale_aspect_ratio", 1.0, 0.0),
+        reduce_boxes_in_lowest_layer=a.bool("reduce_boxes_in_lowest_layer", True),
+        base_anchor_size=a.floats("base_anchor_size", (1.0, 1.0), length=2),
+        strides=tuple(tuple(p) for p in pairs(a, "strides")),  # type: ignore[misc]
+        offsets=tuple(tuple(p) for p in pairs(a, "offsets")),  # type: ignore[misc]
+        feature_map_sizes=tuple(tuple(int(v) for v in p) for p in pairs(a, "feature_map_sizes")),  # type: ignore[misc]
+    )
+    for key in ("strides", "offsets", "feature_map_sizes"):
+        n = len(getattr(anchors, key))
+        if n and n != num_layers:
+            raise a.fail(key, "has {} entries but num_layers is {}".format(n, num_layers))
+    if anchors.scales and len(anchors.scales) != num_layers:
+        raise a.fail("scales", "has {} values but num_layers is {}".format(len(anchors.scales), num_layers))
+    if any(r <= 0 for r in anchors.aspect_ratios) or any(s <= 0 for s in anchors.base_anchor_size):
+        raise a.fail("aspect_ratios", "aspect ratios and base_anchor_size must be more than 0")
+    if any(v <= 0 for p in anchors.strides for v in p):
+        raise a.fail("strides", "must be more than 0")
+    a.done()
+    return anchors
+
+
+def _map_input_order(top: Section, cut: Any, notes: List[str]) -> Any:
+    """UFF-era ``input_order: [loc, conf, priorbox]``: the position of each
+    NMS_TRT input among the listed tensors. trtedge generates the priors, so
+    only the first two matter: they pick the box and score tensors."""
+    order = top.raw("input_order")
+    if not (isinstance(order, list) and len(order) == 3 and sorted(order) == [0, 1, 2]):
+        raise top.fail("input_order", "must be a permutation of [0, 1, 2] (loc, conf, priorbox)")
+    if len(cut.outputs) < 2:
+        notes.append("legacy 'input_order: {}' ignored: no cut.outputs to reorder".format(order))
+        return cut
+    outs = list(cut.outputs)
+    try:
+        boxes, scores = outs[order[0]], outs[order[1]]
+    except IndexError:
+        raise top.fail("input_order", "points past the {} cut.outputs".format(len(outs)))
+    notes.append(
+        "legacy 'input_order: {}' became cut.outputs: [{}, {}] (box encodings, class predictions); "
+        "priors are generated from ssd.anchors".format(order, boxes, scores)
+    )
+    return type(cut)(input=cut.input, outputs=(boxes, scores))
+
+
+class SsdFamily(Family):
+    name = "ssd"
+    section = "ssd"
+    extra_classes = 1  # the legacy num_classes counts the background
+
+    def parse(self, sec: Section, top: Section, cut: Any, notes: List[str]) -> Tuple[Any, Any]:
+        legacy = {}  # type: Dict[str, Any]
+        for key in ("min_size", "max_size"):
+            if top.has(key):
+                legacy[key] = top.float(key, low=0.0, high=1.0)
+                notes.append("legacy '{}: {}' became ssd.anchors.{}".format(
+                    key, legacy[key], key.replace("size", "scale")))
+        if top.has("input_order"):
+            cut = _map_input_order(top, cut, notes)
+        spec = SsdSpec(
+            anchors=_anchor_spec(sec, legacy),
+            box_coder_scales=sec.floats("box_coder_scales", (10.0, 10.0, 5.0, 5.0), length=4),
+            box_order=sec.str("box_order", "yxhw", SSD_BOX_ORDERS),
+            score_activation=sec.str("score_activation", "sigmoid", SCORE_ACTIVATIONS),
+            background_class=sec.bool("background_class", True),
+        )
+        if any(v == 0 for v in spec.box_coder_scales):
+            raise sec.fail("box_coder_scales", "must not contain 0")
+        sec.done()
+        return spec, cut
+
+    def check_spec(self, top: Section, section: Any, cut: Any) -> None:
+        if len(cut.outputs) not in (0, 2):
+            raise top.fail("cut.outputs", "needs two tensors for SSD: box encodings, then class predictions")
+
+    def describe(self, section: Any) -> str:
+        return "ssd"
+
+    def check_heads(self, spec: Any, names: Tuple[str, ...], shapes: Tuple[Tuple[Any, ...], ...],
+                    graph: Any = None) -> HeadInfo:
+        return check_heads(spec, names, shapes, graph)
+
+    def decode(self, graph: Any, spec: Any, heads: HeadInfo, outs: Sequence[Any]) -> Tuple[Any, Any, int]:
+        return decode(graph, spec, heads, outs)
+
+
+FAMILY = SsdFamily()

@@ -1,0 +1,176 @@
+"""``BuildConfig``: everything a build depends on besides its inputs, validated once.
+
+The CLI turns flags into one (:meth:`BuildConfig.from_args`), the Python API
+turns keyword arguments into one (:meth:`BuildConfig.create`), the manifest
+stores it (``build_options``), and the rebuild command that ``check`` and
+``detect`` print is generated from it (:meth:`to_cli_args`), so a rebuild
+reproduces the same options. Nothing here imports numpy, onnx or TensorRT.
+"""
+
+import re
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Dict, List, Optional
+
+from .errors import TrtedgeError
+
+PRECISIONS = ("fp32", "fp16")
+NMS_CHOICES = ("auto", "plugin", "onnx", "host")
+NMS_FORMS = NMS_CHOICES[1:]
+ENGINE_EXTS = ("bin", "engine", "plan")
+HARDWARE_COMPAT = ("none", "ampere_plus", "same_compute_capability")
+TRT_MODULES = ("tensorrt", "tensorrt_rtx")
+
+_SIZE_RE = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)\s*([KMGT]?)(I?B)?$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: Any) -> int:
+    """Bytes from "4G", "512M", "64K", "1073741824" (K/M/G/T are powers of 1024; B/iB allowed)."""
+    match = _SIZE_RE.match(str(text).strip())
+    if not match:
+        raise TrtedgeError(
+            "Bad size {!r}: use a number of bytes or a number with K, M or G (e.g. 4G, 512M, 64K)".format(text)
+        )
+    number, unit = match.group(1), match.group(2).upper()
+    if unit == "" and match.group(3) is not None and match.group(3).upper() == "IB":
+        raise TrtedgeError("Bad size {!r}: use e.g. 4G, 4GiB, 512M or a number of bytes".format(text))
+    return int(float(number) * _SIZE_UNITS[unit]) if "." in number else int(number) * _SIZE_UNITS[unit]
+
+
+def _choice(name: str, value: Any, allowed: Any, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or value not in allowed:
+        raise TrtedgeError("unknown {} {!r}; allowed: {}".format(name, value, ", ".join(allowed)))
+
+
+def _whole(name: str, value: Any, minimum: int = 1, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise TrtedgeError("{} must be a whole number of at least {}, not {!r}".format(name, minimum, value))
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """How to build. ``nms`` is the form asked for (``auto`` lets the
+    installed TensorRT decide; the manifest's ``nms.form`` records the result).
+    ``timing_cache`` speeds builds up but does not change what is built, so it
+    is not part of :meth:`key`."""
+
+    precision: str = "fp32"
+    workspace: Optional[int] = None  # bytes
+    min_batch: int = 1
+    opt_batch: int = 1
+    max_batch: int = 1
+    nms: str = "auto"
+    onnx_only: bool = False
+    timing_cache: Optional[str] = None
+    version_compatible: bool = False
+    hardware_compat: Optional[str] = None
+    trt_module: Optional[str] = None
+    engine_ext: str = "bin"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.precision, str) and self.precision.lower() == "int8":
+            raise TrtedgeError("precision int8 needs calibration, which comes in a later version; "
+                               "use fp32 or fp16")
+        _choice("precision", self.precision, PRECISIONS)
+        _whole("workspace", self.workspace, 1, optional=True)
+        for name in ("min_batch", "opt_batch", "max_batch"):
+            _whole(name.replace("_", " "), getattr(self, name))
+        if not self.min_batch <= self.opt_batch <= self.max_batch:
+            raise TrtedgeError("batch sizes must satisfy min <= opt <= max (got {} <= {} <= {})".format(
+                self.min_batch, self.opt_batch, self.max_batch))
+        _choice("nms", self.nms, NMS_CHOICES)
+        _choice("hardware compatibility level", self.hardware_compat, HARDWARE_COMPAT, optional=True)
+        _choice("TensorRT module", self.trt_module, TRT_MODULES, optional=True)
+        _choice("engine extension", self.engine_ext, ENGINE_EXTS)
+        for name in ("onnx_only", "version_compatible"):
+            if not isinstance(getattr(self, name), bool):
+                raise TrtedgeError("{} must be true or false, not {!r}".format(name, getattr(self, name)))
+        if self.timing_cache is not None and (not isinstance(self.timing_cache, str) or not self.timing_cache):
+            raise TrtedgeError("the timing cache must be a file path, not {!r}".format(self.timing_cache))
+
+    @classmethod
+    def create(cls, precision: str = "fp32", workspace: Any = None, batch: Optional[int] = None,
+               min_batch: Optional[int] = None, opt_batch: Optional[int] = None, max_batch: Optional[int] = None,
+               **rest: Any) -> "BuildConfig":
+        """From the API's and CLI's words: ``workspace`` may be "2G"; ``batch=N``
+        means a profile of 1..N optimised for N (so fewer frames still run)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(rest) - known)
+        if unknown:
+            raise TrtedgeError("unknown build option '{}'; known: {}".format(unknown[0], ", ".join(sorted(known))))
+        if batch is not None and any(v is not None for v in (min_batch, opt_batch, max_batch)):
+            raise TrtedgeError("give either --batch or --min-batch/--opt-batch/--max-batch, not both")
+        for name, value in (("batch", batch), ("min batch", min_batch), ("opt batch", opt_batch),
+                            ("max batch", max_batch)):
+            _whole(name, value, 1, optional=True)
+        if batch is not None:
+            lo, opt, hi = 1, batch, batch
+        else:
+            hi = max_batch or max(opt_batch or 1, min_batch or 1)
+            lo = min_batch or 1
+            opt = opt_batch or hi
+        if isinstance(workspace, str):
+            try:
+                workspace = parse_size(workspace)
+            except TrtedgeError as exc:
+                raise TrtedgeError("workspace: {}".format(exc))
+        if isinstance(precision, str):
+            precision = precision.lower()
+        if workspace == 0:
+            raise TrtedgeError("workspace must be more than 0 bytes (e.g. 512M or 2G), or left out for "
+                               "TensorRT's default")
+        return cls(precision=precision, workspace=workspace, min_batch=lo, opt_batch=opt, max_batch=hi, **rest)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "BuildConfig":
+        """Read back :meth:`to_dict` (the manifest's ``build_options``); unknown keys are refused."""
+        if not isinstance(data, dict):
+            raise TrtedgeError("build options must be a mapping, not {}".format(type(data).__name__))
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise TrtedgeError("unknown build option '{}'".format(unknown[0]))
+        return cls(**data)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    def key(self) -> Dict[str, Any]:
+        """What decides whether an engine must be rebuilt (all but the timing cache)."""
+        data = self.to_dict()
+        data.pop("timing_cache")
+        return data
+
+    def to_cli_args(self) -> List[str]:
+        """The ``trtedge build`` flags that give this config back (defaults left out)."""
+        d = BuildConfig()
+        args = ["--precision", self.precision]
+        if self.workspace is not None:
+            args += ["--workspace", str(self.workspace)]
+        if (self.min_batch, self.opt_batch, self.max_batch) != (d.min_batch, d.opt_batch, d.max_batch):
+            args += ["--min-batch", str(self.min_batch), "--opt-batch", str(self.opt_batch),
+                     "--max-batch", str(self.max_batch)]
+        if self.nms != d.nms:
+            args += ["--nms", self.nms]
+        if self.onnx_only:
+            args.append("--onnx-only")
+        if self.timing_cache:
+            args += ["--timing-cache", self.timing_cache]
+        if self.version_compatible:
+            args.append("--version-compatible")
+        if self.hardware_compat:
+            args += ["--hardware-compat", self.hardware_compat]
+        if self.trt_module:
+            args += ["--trt-module", self.trt_module]
+        if self.engine_ext != d.engine_ext:
+            args += ["--engine-ext", self.engine_ext]
+        return args
+
+    def replace(self, **changes: Any) -> "BuildConfig":
+        data = self.to_dict()
+        data.update(changes)
+        return BuildConfig(**data)

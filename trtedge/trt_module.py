@@ -1,0 +1,112 @@
+"""Which TensorRT Python module this process uses: one picker for builder and runtime.
+
+``tensorrt`` (full TensorRT: JetPack, NVIDIA's installers) when it is usable,
+else ``tensorrt_rtx`` (TensorRT for RTX); ``name`` chooses. Nothing here
+imports TensorRT at module import time.
+
+:func:`installed_version` answers "which version would be used?" without
+importing the module where the package metadata says it (the reuse check of
+``trtedge build`` and ``trtedge check`` stay fast); it falls back to importing.
+"""
+
+import importlib
+from types import ModuleType
+from typing import List, Optional, Tuple
+
+from .errors import BuildError, TrtedgeError
+
+MODULE_NAMES = ("tensorrt", "tensorrt_rtx")
+
+INSTALL_HINT = (
+    'pip install "trtedge[rtx]" for TensorRT for RTX (builds engines ahead of time, '
+    "no GPU needed), or install full TensorRT from NVIDIA (on Jetson use the one JetPack ships)"
+)
+
+#: distributions that install each module (JetPack's Debian package writes an egg-info named tensorrt)
+_DISTRIBUTIONS = {"tensorrt": ("tensorrt", "tensorrt-cu13", "tensorrt-cu12"),
+                  "tensorrt_rtx": ("tensorrt_rtx", "tensorrt-rtx")}
+
+
+def one_line(value: object, limit: int = 400) -> str:
+    text = " ".join(str(value).split())
+    if len(text) > limit:
+        text = text[: limit - 3].rstrip() + "..."
+    return text
+
+
+def is_usable(mod: ModuleType) -> bool:
+    # tensorrt-stubs installs a bare tensorrt/__init__.pyi: "import tensorrt" then
+    # yields an empty namespace package, which is not TensorRT.
+    return hasattr(mod, "Builder") and hasattr(mod, "OnnxParser")
+
+
+def _check_name(name: Optional[str]) -> None:
+    if name is not None and name not in MODULE_NAMES:
+        raise TrtedgeError(
+            "Unknown TensorRT module {!r}: use one of {}".format(name, ", ".join(MODULE_NAMES))
+        )
+
+
+def import_trt(name: Optional[str] = None) -> ModuleType:
+    """The TensorRT Python module: ``name``, or with None "tensorrt" if usable, else "tensorrt_rtx"."""
+    _check_name(name)
+    names = (name,) if name is not None else MODULE_NAMES
+    reasons = []  # type: List[str]
+    for candidate in names:
+        try:
+            mod = importlib.import_module(candidate)
+        except Exception as exc:  # ImportError, or OSError from a missing shared library
+            reasons.append("{}: {}".format(candidate, one_line(exc, 160)))
+            continue
+        if not is_usable(mod):
+            reasons.append("{}: not TensorRT (only type stubs or a broken install)".format(candidate))
+            continue
+        return mod
+    raise BuildError(
+        "No usable TensorRT Python module ({}): {}".format("; ".join(reasons), INSTALL_HINT)
+    )
+
+
+def _real_package(name: str) -> bool:
+    """The module exists as a real package (not only the stubs' namespace)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return False
+    return spec is not None and spec.origin is not None and not str(spec.origin).endswith(".pyi")
+
+
+def _distribution_version(name: str) -> Optional[str]:
+    try:
+        from importlib import metadata
+    except ImportError:  # Python 3.7
+        return None
+    for dist in _DISTRIBUTIONS.get(name, (name,)):
+        try:
+            return metadata.version(dist)
+        except Exception:
+            continue
+    return None
+
+
+def installed_version(name: Optional[str] = None) -> Optional[Tuple[str, str]]:
+    """(module, version) that :func:`import_trt` would give, or None when none is usable.
+
+    Asks the package metadata first (no import); imports the module only
+    where no metadata names its version.
+    """
+    _check_name(name)
+    for candidate in ((name,) if name is not None else MODULE_NAMES):
+        if not _real_package(candidate):
+            continue
+        version = _distribution_version(candidate)
+        if version is None:
+            try:
+                mod = import_trt(candidate)
+            except TrtedgeError:
+                continue
+            version = str(getattr(mod, "__version__", "unknown"))
+        return candidate, version
+    return None
