@@ -200,16 +200,28 @@ class Manifest:
                                 "version {}".format(origin, version, data.get("trtedge_version", "?"),
                                                     MANIFEST_VERSION),
                                 hint="rebuild the engine with trtedge build --force")
-        return _read(cls, data, origin, "")
+        m = _read(cls, data, origin, "")
+        named = [("onnx.file", m.onnx.file), ("onnxrt.file", m.onnxrt.file)]
+        named += [("engine.file", m.engine.file)] if m.engine else []
+        named += [("plugins.libraries", lib) for lib in m.plugins.libraries]
+        for where, name in named:
+            if not _plain_name(name):
+                raise _fail(origin, where, "is {!r}, not a plain file name beside the engine; trtedge refuses "
+                                           "paths that leave the engine's directory".format(name))
+        return m
 
     def with_changes(self, **changes: Any) -> "Manifest":
         return replace(self, **changes)
 
 
+def _plain_name(name: str) -> bool:
+    return bool(name) and not os.path.isabs(name) and name == os.path.basename(name) and \
+        name not in (".", "..") and "\\" not in name and "\0" not in name
+
+
 def inside(engine_dir: str, name: str, what: str = "file") -> str:
     """``name`` (a file a manifest names) inside ``engine_dir``; refused if it leaves it."""
-    if (not name or os.path.isabs(name) or name != os.path.basename(name) or name in (".", "..")
-            or "\\" in name or "\0" in name):
+    if not _plain_name(name):
         raise ManifestError("the manifest names {} {!r}, which is not a plain file name beside the "
                             "engine; trtedge refuses paths that leave the engine's directory".format(what, name),
                             hint="rebuild the engine with trtedge build")

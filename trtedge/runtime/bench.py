@@ -15,7 +15,7 @@ Latencies are per batch in milliseconds (p50/p90/p99); throughput is images
 per second at the median. ``--json`` prints the same as JSON.
 """
 
-import json
+
 import os
 import time
 from typing import Any, Callable, Dict, List, Optional
@@ -129,7 +129,7 @@ def _baseline(data: mf.Manifest, batch: int, iterations: int, warmup: int, rng: 
         import onnxruntime as ort
     except ImportError:
         return None, "no baseline: ONNX Runtime is not installed"
-    from .backends import _ort_dtype
+    from .onnxrt_backend import _ort_dtype
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3

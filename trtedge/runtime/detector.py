@@ -22,7 +22,8 @@ import numpy as np
 from .. import manifest as mf
 from ..errors import TrtedgeError
 from . import compat
-from .backends import Backend, open_backend
+from .backend import Backend
+from .backends import open_backend
 from .detections import Detections
 from .postprocess import detections_from_outputs, fit_into, to_frame
 

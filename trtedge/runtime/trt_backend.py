@@ -34,7 +34,7 @@ import numpy as np
 
 from ..errors import EngineError
 from ..manifest import Manifest
-from .backends import Backend, TensorInfo, numpy_dtype
+from .backend import Backend, TensorInfo, numpy_dtype
 
 if TYPE_CHECKING:  # annotations only: signatures from tensorrt-stubs
     import tensorrt as trt

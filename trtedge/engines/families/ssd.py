@@ -49,7 +49,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ...errors import ModelError
-from ...fields import Section, pairs
+from ...fields import Section
+from ...fields import pairs as pair_list
 from ..graph import OpBuilder, model_input, static_dim
 from .base import Family, HeadInfo
 
@@ -669,9 +670,9 @@ def _anchor_spec(sec: Section, legacy: Dict[str, Any]) -> AnchorSpec:
         interpolated_scale_aspect_ratio=a.float("interpolated_scale_aspect_ratio", 1.0, 0.0),
         reduce_boxes_in_lowest_layer=a.bool("reduce_boxes_in_lowest_layer", True),
         base_anchor_size=a.floats("base_anchor_size", (1.0, 1.0), length=2),
-        strides=tuple(tuple(p) for p in pairs(a, "strides")),  # type: ignore[misc]
-        offsets=tuple(tuple(p) for p in pairs(a, "offsets")),  # type: ignore[misc]
-        feature_map_sizes=tuple(tuple(int(v) for v in p) for p in pairs(a, "feature_map_sizes")),  # type: ignore[misc]
+        strides=tuple(tuple(p) for p in pair_list(a, "strides")),  # type: ignore[misc]
+        offsets=tuple(tuple(p) for p in pair_list(a, "offsets")),  # type: ignore[misc]
+        feature_map_sizes=tuple(tuple(int(v) for v in p) for p in pair_list(a, "feature_map_sizes")),  # type: ignore[misc]
     )
     for key in ("strides", "offsets", "feature_map_sizes"):
         n = len(getattr(anchors, key))
