@@ -6,9 +6,13 @@ model's), and :func:`sanitize` is the fold/infer/cleanup loop every rewrite
 ends with.
 """
 
+from __future__ import annotations
+
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-import numpy as np
+from ..utils.lazy import lazy_import
+
+np = lazy_import("numpy")
 
 OPSET = 17
 #: name prefix of every node trtedge adds; the FP16 pass keeps these in FP32
@@ -40,7 +44,7 @@ class OpBuilder:
     def op(
         self,
         op: str,
-        inputs: Sequence[Union[Tensor, np.ndarray]],
+        inputs: Sequence[Union[Tensor, "np.ndarray"]],
         attrs: Optional[Dict[str, Any]] = None,
         outputs: int = 1,
         dtype: Any = None,

@@ -42,11 +42,15 @@ and clipped to the input. Scores: ``ssd.score_activation`` over all columns
 is background, so class ids are 0-based label indices.
 """
 
+from __future__ import annotations
+
 import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
+from ...utils.lazy import lazy_import
+
+np = lazy_import("numpy")
 
 from ...errors import ModelError
 from ...fields import Section

@@ -15,10 +15,14 @@ Output of :func:`decode`: boxes float32 [B, N, 4] (x1, y1, x2, y2, input
 pixels), scores float32 [B, N, C].
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
 from typing import Any, List, Sequence, Tuple
 
-import numpy as np
+from ...utils.lazy import lazy_import
+
+np = lazy_import("numpy")
 
 from ...errors import ModelError
 from ...fields import Section, check_float, kind
