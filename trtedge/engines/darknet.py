@@ -137,7 +137,7 @@ class DarknetNet:
 
     def weight_floats(self) -> int:
         """Floats a matching ``.weights`` file holds after its header."""
-        return sum(_conv_floats(self, layer) for layer in self.layers if layer.type == "convolutional")
+        return sum(_conv_floats(layer) for layer in self.layers if layer.type == "convolutional")
 
     def learnable_params(self) -> int:
         """Trainable parameters: :meth:`weight_floats` without batch norm's
@@ -272,8 +272,9 @@ def _read_sections(path: str) -> List[_Section]:
     allowed = ", ".join("[{}]".format(s) for s in sorted(_SECTIONS))
     for number, raw in enumerate(lines, 1):
         # darknet strips all whitespace from a line; '#' and ';' start comments
-        line = "".join(raw.split("#", 1)[0].split())
-        if not line or line.startswith(";"):
+        # (darknet knows them only at the start of a line; no value contains them)
+        line = "".join(raw.split("#", 1)[0].split(";", 1)[0].split())
+        if not line:
             continue
         if line.startswith("["):
             if not line.endswith("]") or len(line) < 3:
@@ -493,7 +494,7 @@ def _tensor_name(layers: Sequence[Layer], index: int) -> str:
     return INPUT_NAME if index < 0 else layers[index].name
 
 
-def _conv_floats(net: DarknetNet, layer: Layer) -> int:
+def _conv_floats(layer: Layer) -> int:
     p = layer.params
     n, size = int(p["filters"]), int(p["size"])
     per_filter = 4 if p["batch_normalize"] else 1
