@@ -479,7 +479,7 @@ def test_the_name_defaults_to_the_model_folder_or_file(tmp_path):
         max_detections_per_class: 100
         max_total_detections: 100
       }
-""", "", "model.ssd.post_processing has no 'batch_non_max_suppression' { ... }"),
+""", "", "model.ssd.post_processing has no 'batch_non_max_suppression' { ... }; the only NMS supported"),
 ])
 def test_unsupported_or_bad_pieces_are_one_line_naming_the_config_path(tmp_path, old, new, expected):
     path = write(tmp_path, replace_once(TF1_MOBILENET_V2, old, new))
@@ -521,4 +521,14 @@ def test_a_plain_dict_in_the_parsed_form_maps_too():
     assert spec.ssd.score_activation == "softmax" and spec.ssd.box_coder_scales == (10.0, 10.0, 5.0, 5.0)
     assert (spec.nms.score_threshold, spec.nms.iou_threshold, spec.nms.max_detections) == (0.4, 0.6, 10)
     message = one_line_error(pc.ssd_spec_data, m(model=m(ssd=m(num_classes=2))), "dict")
-    assert message == "dict: model.ssd has no 'image_resizer' { ... }"
+    assert message == ("dict: model.ssd has no 'image_resizer' { ... }; supported: image_resizer "
+                       "{ fixed_shape_resizer { height: H width: W } }")
+
+
+def test_no_background_class_and_class_agnostic_nms_map_through():
+    text = replace_once(TF1_MOBILENET_V2, "num_classes: 90", "num_classes: 90\n    add_background_class: false")
+    text = replace_once(text, "max_total_detections: 100", "max_total_detections: 300 use_class_agnostic_nms: true")
+    spec = pc.ssd_spec_data(pc.parse_text_proto(text, "x.config"), "x.config", name="x").model_spec()
+    assert spec.ssd.background_class is False and len(spec.labels) == 90
+    assert spec.nms.class_agnostic is True and spec.nms.max_detections == 300 and spec.nms.candidates == 1000
+    assert any("add_background_class is false" in n for n in spec.notes)

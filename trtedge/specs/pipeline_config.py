@@ -577,7 +577,7 @@ def _normalisation(fe: _Node) -> Tuple[Dict[str, List[float]], str]:
 
 
 def _input(ssd: _Node, notes: List[str]) -> Tuple[Dict[str, Any], str]:
-    resizer = ssd.child("image_resizer")
+    resizer = ssd.child("image_resizer", hint="supported: image_resizer { fixed_shape_resizer { height: H width: W } }")
     assert resizer is not None
     if "keep_aspect_ratio_resizer" in resizer.msg:
         raise resizer.fail("keep_aspect_ratio_resizer",
@@ -593,7 +593,7 @@ def _input(ssd: _Node, notes: List[str]) -> Tuple[Dict[str, Any], str]:
     if method != "BILINEAR":
         notes.append("{}.resize_method {}: the runtime resizes frames bilinearly".format(fixed.path, method))
     fixed.ignore_except(("height", "width", "convert_to_grayscale", "resize_method"), notes)
-    fe = ssd.child("feature_extractor")
+    fe = ssd.child("feature_extractor", hint="its type decides the input normalisation")
     assert fe is not None
     normalize, how = _normalisation(fe)
     notes.append("input normalisation from model.ssd.feature_extractor.type: " + how)
@@ -661,7 +661,7 @@ def _multiscale_anchors(gen: _Node, notes: List[str]) -> Dict[str, Any]:
 
 
 def _box_coder(ssd: _Node, notes: List[str]) -> List[float]:
-    coder = ssd.child("box_coder")
+    coder = ssd.child("box_coder", hint="supported: box_coder { faster_rcnn_box_coder { } }")
     assert coder is not None
     _, frc = coder.choice(("faster_rcnn_box_coder",), "box coders")
     scales = [frc.number(k, 10.0 if k in ("y_scale", "x_scale") else 5.0, 0.0)
@@ -673,7 +673,8 @@ def _box_coder(ssd: _Node, notes: List[str]) -> List[float]:
 
 
 def _post_processing(ssd: _Node, notes: List[str]) -> Tuple[str, Dict[str, Any]]:
-    pp = ssd.child("post_processing")
+    pp = ssd.child("post_processing",
+                   hint="supported: post_processing { score_converter: SIGMOID batch_non_max_suppression { } }")
     assert pp is not None
     activation = {"IDENTITY": "none", "SIGMOID": "sigmoid", "SOFTMAX": "softmax"}[
         pp.enum("score_converter", "IDENTITY", ("IDENTITY", "SIGMOID", "SOFTMAX"))]
@@ -682,7 +683,7 @@ def _post_processing(ssd: _Node, notes: List[str]) -> Tuple[str, Dict[str, Any]]
         raise pp.fail("logit_scale", "is {}; trtedge applies the score activation to unscaled logits "
                       "(supported: 1.0)".format(logit_scale))
     pp.ignore_except(("score_converter", "logit_scale", "batch_non_max_suppression"), notes)
-    bnms = pp.child("batch_non_max_suppression", hint="supported: batch_non_max_suppression { ... }")
+    bnms = pp.child("batch_non_max_suppression", hint="the only NMS supported")
     assert bnms is not None
     if bnms.number("soft_nms_sigma", 0.0) != 0.0:
         raise bnms.fail("soft_nms_sigma", "is set; trtedge's NMS is hard NMS (supported: 0)")
@@ -793,7 +794,7 @@ def ssd_spec_data(config: Dict[str, Any], origin: str, labels: Union[None, str, 
                        "true or false)")
 
     inp, fe_type = _input(ssd, notes)
-    gen_sec = ssd.child("anchor_generator")
+    gen_sec = ssd.child("anchor_generator", hint="supported: ssd_anchor_generator, multiscale_anchor_generator")
     assert gen_sec is not None
     kind, gen = gen_sec.choice(("ssd_anchor_generator", "multiscale_anchor_generator"), "anchor generators")
     ssd_out = {}  # type: Dict[str, Any]
