@@ -12,7 +12,7 @@ from trtedge.errors import SpecError
 from trtedge.specs import load_spec
 from trtedge.specs import pipeline_config as pc
 from trtedge.specs.loader import spec_from_data
-from trtedge.specs.schema import ModelSpec
+from trtedge.specs import spec_from_dict
 
 # An SSD MobileNet v2 COCO-like TF1 config (300x300, 90 classes).
 TF1_MOBILENET_V2 = """\
@@ -347,7 +347,7 @@ def test_tf1_mobilenet_v2_config_matches_the_builtin_spec(tmp_path):
     assert spec.nms.max_detections <= spec.nms.candidates <= 3840
     assert any("evaluation setting" in n and "score_threshold" in n for n in spec.notes)
     assert any("ssd_mobilenet_v2 maps pixels to [-1, 1]" in n for n in result.notes)
-    assert ModelSpec.from_dict(spec.to_dict()).to_dict() == spec.to_dict()
+    assert spec_from_dict(spec.to_dict()).to_dict() == spec.to_dict()
 
 
 def test_tf2_fpnlite_config_keeps_multiscale_anchors_apart(tmp_path):

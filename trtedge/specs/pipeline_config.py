@@ -532,7 +532,10 @@ class PipelineSpecData:
 
 
 def _schema_has_multiscale() -> bool:
-    return "multiscale_anchors" in {f.name for f in dataclasses.fields(S.SsdSpec)}
+    """Whether the SSD family's section can carry multiscale anchors (asked, not assumed)."""
+    from ..engines.families.ssd import SsdSpec
+
+    return "multiscale_anchors" in {f.name for f in dataclasses.fields(SsdSpec)}
 
 
 #: feature_extractor.type -> normalisation (y = x * scale + offset on 0..255 RGB),
