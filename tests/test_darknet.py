@@ -7,6 +7,8 @@ darknet's layer definitions; the decode of trtedge's engine ONNX against a
 NumPy decode; a TensorRT for RTX build; malformed files as one-line errors.
 """
 
+import os
+
 import numpy as np
 import onnx
 import pytest
@@ -529,3 +531,37 @@ def test_missing_files_and_names(tmp_path):
     (tmp_path / "noyolo.cfg").write_text("[net]\nwidth=32\nheight=32\n[convolutional]\nfilters=4\n")
     with pytest.raises(ModelError, match="has no \\[yolo\\] layer"):
         dk.parse_cfg(str(tmp_path / "noyolo.cfg"))
+
+
+# ------------------------------------------------------------ trtedge build model.cfg, no spec
+
+def test_cli_builds_a_cfg_with_no_spec_then_detects(tmp_path):
+    pytest.importorskip("tensorrt_rtx", reason="TensorRT for RTX (pip install tensorrt-rtx) builds the engine")
+    import json
+
+    import cv2
+
+    import cli
+
+    cfg = _small_cfg(tmp_path, size=64)
+    stem = os.path.splitext(cfg)[0]
+    du.write_weights(stem + ".weights", du.random_weights(cfg, seed=2))
+    with open(stem + ".names", "w") as f:
+        f.write("class0\nclass1\n")
+    out = tmp_path / "out"
+    proc = cli.run("build", cfg, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "Converting darknet" in proc.stderr
+    m = json.loads((out / "small_fp32.json").read_text())
+    assert m["source"]["format"] == "darknet" and m["labels"] == ["class0", "class1"]
+    assert m["spec"]["yolo"]["head"] == "raw" and m["spec"]["input"]["resize"] == "stretch"
+    again = cli.run("build", cfg, "--out", out)
+    assert again.returncode == 0 and "Up to date: reusing" in again.stderr
+    image = tmp_path / "x.png"
+    cv2.imwrite(str(image), np.full((48, 80, 3), 90, np.uint8))
+    proc = cli.run("detect", out / "small_fp32.bin", "--source", image, "--json", tmp_path / "d.jsonl")
+    assert proc.returncode == 0, proc.stderr
+    assert len((tmp_path / "d.jsonl").read_text().splitlines()) == 1
+    os.remove(stem + ".weights")
+    cli.assert_one_line_error(cli.run("build", cfg, "--out", out, "--force"), 2, "--weights FILE")
+    cli.assert_one_line_error(cli.run("build", "shapes_yolo", "--weights", cfg), 2, "go with a darknet .cfg")

@@ -39,6 +39,9 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", help="a built-in spec name (see `trtedge specs`), a spec .yaml, an engine ONNX "
                                   "made by trtedge, or a model file")
     p.add_argument("--model", metavar="PATH", help="the source model (overrides the spec's source.file)")
+    p.add_argument("--weights", metavar="FILE", help="darknet: the .weights (default: beside the .cfg, same name)")
+    p.add_argument("--labels", metavar="FILE", help="darknet: a .names file (default: beside the .cfg, else COCO "
+                                                    "for 80 classes)")
     p.add_argument("--out", metavar="DIR", help="output directory (default build/<name>)")
     p.add_argument("--precision", default="fp32", help="fp32 or fp16 (default fp32)")
     p.add_argument("--workspace", metavar="BYTES", help="builder workspace limit, e.g. 512M or 2G")
@@ -77,7 +80,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from .engines.pipeline import build
 
     art = build(args.target, model=args.model, out=args.out, force=args.force, verbose=args.verbose,
-                progress=_say, config=config)
+                progress=_say, config=config, weights=args.weights, labels=args.labels)
     print(art.engine or art.onnx)
     return 0
 

@@ -26,12 +26,16 @@ Every problem with the files is a :class:`~trtedge.errors.ModelError` of one
 line naming the cfg file, the line and layer, and what is allowed.
 """
 
+from __future__ import annotations
+
 import math
 import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
+from ..utils.lazy import lazy_import
+
+np = lazy_import("numpy")
 
 from ..errors import ModelError
 

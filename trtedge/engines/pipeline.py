@@ -52,11 +52,13 @@ _ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6:
 
 class Target(NamedTuple):
     """What to build from. ``kind``: "spec", "onnx" (an ONNX file: an engine
-    ONNX made by trtedge or a plain model) or "model" (a plain TF/Keras model)."""
+    ONNX made by trtedge or a plain model), "model" (a plain TF/Keras model)
+    or "darknet" (a .cfg with its .weights; the spec comes from the cfg)."""
 
     kind: str
     spec: Any
     source_path: Optional[str]
+    weights: Optional[str] = None
 
 
 class Artifact(NamedTuple):
@@ -82,6 +84,8 @@ class _Inputs(NamedTuple):
     model: Any
     #: notes carried in an engine ONNX's metadata
     notes: Tuple[str, ...]
+    #: darknet: the .weights beside the cfg
+    weights: Optional[str] = None
 
 
 def _plain_spec(path: str) -> Any:
@@ -92,9 +96,48 @@ def _plain_spec(path: str) -> Any:
     return ModelSpec(name=safe, family="none", input=InputSpec(height=0, width=0), labels=(), origin="")
 
 
-def resolve_target(target: str, model: Optional[str] = None) -> Target:
+def _darknet_target(cfg: str, weights: Optional[str], labels: Optional[str]) -> Target:
+    """A darknet cfg needs no spec: input size, anchors, strides and preprocessing come from it.
+
+    ``weights`` defaults to the ``.weights`` of the same stem beside the cfg;
+    ``labels`` to a ``.names`` file of the same stem beside it, else COCO's 80
+    names when the cfg predicts 80 classes."""
+    from ..specs import LABELS_DIR, spec_from_data
+    from . import darknet
+
+    stem = os.path.splitext(cfg)[0]
+    weights = weights or stem + ".weights"
+    if not os.path.isfile(weights):
+        raise ModelError("darknet weights {} not found".format(weights),
+                         hint="pass --weights FILE (the .weights trained with {})".format(os.path.basename(cfg)))
+    net = darknet.parse_cfg(cfg)
+    if labels is None and os.path.isfile(stem + ".names"):
+        labels = stem + ".names"
+    if labels is not None:
+        if not os.path.isfile(labels):
+            raise ModelError("label file {} not found".format(labels))
+        with open(labels, "rb") as f:
+            try:
+                names = [n.strip() for n in f.read().decode("utf-8-sig").splitlines() if n.strip()]
+            except UnicodeDecodeError:
+                raise ModelError("label file {} is not UTF-8 text; one name a line".format(labels))
+    elif net.classes == 80:
+        with open(os.path.join(LABELS_DIR, "coco.txt"), encoding="utf-8") as f:
+            names = [n.strip() for n in f if n.strip()]
+    else:
+        raise ModelError("{} predicts {} classes and no labels are given".format(cfg, net.classes),
+                         hint="pass --labels FILE (a .names file, one name a line)")
+    name = _plain_spec(cfg).name
+    spec = spec_from_data(darknet.spec_data(net, names, name), "{} (darknet cfg)".format(cfg), base_dir=None)
+    return Target("darknet", spec, cfg, weights)
+
+
+def resolve_target(target: str, model: Optional[str] = None, weights: Optional[str] = None,
+                   labels: Optional[str] = None) -> Target:
     from ..specs import is_spec_reference, list_specs, load_spec
 
+    if (weights or labels) and sources.detect_format_or_none(target) != "darknet":
+        raise SpecError("--weights and --labels go with a darknet .cfg, not {}".format(target))
     if is_spec_reference(target) and not os.path.isdir(target):
         spec = load_spec(target)
         return Target("spec", spec, sources.locate(spec, model))
@@ -107,7 +150,10 @@ def resolve_target(target: str, model: Optional[str] = None) -> Target:
         raise ModelError("{} is a directory, not a model".format(target))
     if model:
         raise SpecError("--model goes with a spec; {} is already a model file".format(target))
-    if sources.detect_format(target) == "onnx":
+    fmt = sources.detect_format(target)
+    if fmt == "darknet":
+        return _darknet_target(target, weights, labels)
+    if fmt == "onnx":
         return Target("onnx", None, target)
     return Target("model", _plain_spec(target), target)
 
@@ -159,10 +205,14 @@ def _named_plain(name: str) -> Any:
 
 
 def _resolve(tgt: Target) -> _Inputs:
-    if tgt.kind == "onnx":
-        assert tgt.source_path is not None
-        return _resolve_onnx(tgt.source_path)
     assert tgt.source_path is not None
+    if tgt.kind == "onnx":
+        return _resolve_onnx(tgt.source_path)
+    if tgt.kind == "darknet":
+        assert tgt.weights is not None
+        both = "{}+{}".format(sha256_file(tgt.source_path), sha256_file(tgt.weights))
+        source = SourceInfo(path=tgt.source_path, sha256=_sha(both.encode()), format="darknet")
+        return _Inputs(tgt.spec, source, None, None, (), tgt.weights)
     return _Inputs(tgt.spec, _source_info(tgt.source_path, tgt.spec), None, None, ())
 
 
@@ -272,16 +322,21 @@ def build(
     verbose: bool = False,
     progress: Optional[Callable[[str], None]] = None,
     config: Optional[BuildConfig] = None,
+    weights: Optional[str] = None,
+    labels: Optional[str] = None,
 ) -> Artifact:
     """Build ``target`` (spec name, spec YAML, engine ONNX or model file).
 
-    The options are those of ``trtedge build``; or pass one
+    A darknet ``.cfg`` needs no spec (``weights``/``labels`` default to the
+    ``.weights``/``.names`` beside it). The options are those of
+    ``trtedge build``; or pass one
     :class:`~trtedge.config.BuildConfig` as ``config``. Returns the paths
     written and the manifest. Raises :class:`TrtedgeError` (one line, what to
     do) on any bad input; nothing is written before the inputs are checked.
     """
     say = progress or (lambda msg: log.info(msg))
-    for label, value in (("target", target), ("model", model), ("out", out)):
+    for label, value in (("target", target), ("model", model), ("out", out), ("weights", weights),
+                         ("labels", labels)):
         if value is not None and not isinstance(value, str):
             raise TrtedgeError("build(): {} must be a path or name (a string), not {}".format(
                 label, type(value).__name__))
@@ -301,7 +356,7 @@ def build(
         import_trt(config.trt_module)  # raises BuildError with each module's reason
         raise BuildError("no usable TensorRT module")  # pragma: no cover (import_trt raised)
 
-    inputs = _resolve(resolve_target(target, model))
+    inputs = _resolve(resolve_target(target, model, weights=weights, labels=labels))
     spec = inputs.spec
     key = build_key(inputs.source.sha256, spec, config, trt_id)
     out_dir = out or os.path.join("build", spec.name)
@@ -432,7 +487,15 @@ def _engine_onnx(inputs: _Inputs, config: BuildConfig, caps: Any, road: str, not
     assert path is not None
     form = _decide_nms(config.nms, caps, config.onnx_only, None) if spec.is_detector else None
     say("Loading {}".format(path))
-    model_proto = inputs.model if inputs.model is not None else sources.load(path, spec, verbose=verbose, say=say)
+    if inputs.weights is not None:
+        from . import darknet
+
+        say("Converting darknet {} + {} to ONNX".format(path, inputs.weights))
+        model_proto = darknet.convert(path, inputs.weights).onnx
+    elif inputs.model is not None:
+        model_proto = inputs.model
+    else:
+        model_proto = sources.load(path, spec, verbose=verbose, say=say)
     fp16 = config.precision == "fp16" and road == "onnx_types"
     if spec.is_detector:
         from . import families

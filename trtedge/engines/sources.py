@@ -13,7 +13,8 @@ from ..errors import ModelError
 ONNX_EXTS = (".onnx",)
 FROZEN_EXTS = (".pb",)
 KERAS_EXTS = (".keras", ".h5", ".hdf5")
-MODEL_EXTS = ONNX_EXTS + FROZEN_EXTS + KERAS_EXTS
+DARKNET_EXTS = (".cfg",)
+MODEL_EXTS = ONNX_EXTS + FROZEN_EXTS + KERAS_EXTS + DARKNET_EXTS
 
 
 def detect_format(path: str) -> str:
@@ -30,8 +31,17 @@ def detect_format(path: str) -> str:
         return "frozen_graph"
     if low.endswith(KERAS_EXTS):
         return "keras"
+    if low.endswith(DARKNET_EXTS):
+        return "darknet"
     raise ModelError("cannot tell the format of {}; known: .onnx, SavedModel directory, .pb, "
-                     ".keras/.h5 (or set source.format in the spec)".format(path))
+                     ".keras/.h5, darknet .cfg (or set source.format in the spec)".format(path))
+
+
+def detect_format_or_none(path: str) -> Optional[str]:
+    try:
+        return detect_format(path)
+    except ModelError:
+        return None
 
 
 def is_model_path(text: str) -> bool:
