@@ -41,7 +41,12 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="PATH", help="the source model (overrides the spec's source.file)")
     p.add_argument("--weights", metavar="FILE", help="darknet: the .weights (default: beside the .cfg, same name)")
     p.add_argument("--labels", metavar="FILE", help="darknet: a .names file (default: beside the .cfg, else COCO "
-                                                    "for 80 classes)")
+                                                    "for 80 classes); TF OD API: a label map .pbtxt or names file")
+    p.add_argument("--pipeline-config", metavar="FILE",
+                   help="TF OD API SavedModel/.pb: read anchors, box coder, classes, input size and NMS from the "
+                        "model's pipeline.config (found beside the model without this flag)")
+    p.add_argument("--download", action="store_true",
+                   help="fetch the spec's source.url into the working directory when the model is missing")
     p.add_argument("--out", metavar="DIR", help="output directory (default build/<name>)")
     p.add_argument("--precision", default="fp32", help="fp32 or fp16 (default fp32)")
     p.add_argument("--workspace", metavar="BYTES", help="builder workspace limit, e.g. 512M or 2G")
@@ -80,7 +85,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     from .engines.pipeline import build
 
     art = build(args.target, model=args.model, out=args.out, force=args.force, verbose=args.verbose,
-                progress=_say, config=config, weights=args.weights, labels=args.labels)
+                progress=_say, config=config, weights=args.weights, labels=args.labels,
+                pipeline_config=args.pipeline_config, download=args.download)
     print(art.engine or art.onnx)
     return 0
 

@@ -132,15 +132,76 @@ def _darknet_target(cfg: str, weights: Optional[str], labels: Optional[str]) -> 
     return Target("darknet", spec, cfg, weights)
 
 
+def _find_pipeline_config(model_path: str) -> Optional[str]:
+    """The TF OD API ``pipeline.config`` beside a model, as the zoo tarballs have it:
+    next to the ``.pb``, inside the SavedModel folder, or next to ``saved_model/``."""
+    path = os.path.abspath(model_path)
+    near = [os.path.dirname(path)]
+    if os.path.isdir(path):
+        near.insert(0, path)
+    for d in near:
+        candidate = os.path.join(d, "pipeline.config")
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def _config_target(model_path: str, fmt: str, config: str, labels: Optional[str]) -> Target:
+    """A TF OD API SSD with its own pipeline.config needs no spec file."""
+    from ..specs.pipeline_config import read_pipeline_config
+
+    name = os.path.basename(os.path.dirname(os.path.abspath(config))) or "model"
+    safe = "".join(c if (c.isalnum() or c in "-_.") else "_" for c in name).strip(".") or "model"
+    data = read_pipeline_config(config, labels=labels, name=safe,
+                                source={"format": fmt, "file": os.path.abspath(model_path)})
+    return Target("spec", data.model_spec(), model_path)
+
+
+def _download(spec: Any, say: Callable[[str], None]) -> None:
+    """Fetch the spec's ``source.url`` into the working directory and unpack it (``--download``)."""
+    from ..utils.download import fetch, unpack
+
+    if not spec.source.url:
+        raise ModelError("spec '{}' has no source.url to download from".format(spec.name),
+                         hint="pass the model with --model PATH")
+    dest = os.getcwd()
+    say("Downloading {} into {}".format(spec.source.url, dest))
+    archive = fetch(spec.source.url, dest, sha256=spec.source.archive_sha256, progress=say)
+    if archive.lower().endswith((".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip")):
+        say("Unpacking {}".format(archive))
+        try:
+            unpack(archive, dest)
+        finally:
+            from ..utils.files import remove_quietly
+
+            remove_quietly(archive)
+
+
 def resolve_target(target: str, model: Optional[str] = None, weights: Optional[str] = None,
-                   labels: Optional[str] = None) -> Target:
+                   labels: Optional[str] = None, pipeline_config: Optional[str] = None,
+                   download: bool = False, say: Optional[Callable[[str], None]] = None) -> Target:
     from ..specs import is_spec_reference, list_specs, load_spec
 
-    if (weights or labels) and sources.detect_format_or_none(target) != "darknet":
-        raise SpecError("--weights and --labels go with a darknet .cfg, not {}".format(target))
+    fmt0 = sources.detect_format_or_none(target) if os.path.exists(target) else None
+    if weights and fmt0 != "darknet":
+        raise SpecError("--weights goes with a darknet .cfg, not {}".format(target))
+    if labels and fmt0 not in ("darknet", "savedmodel", "frozen_graph"):
+        raise SpecError("--labels goes with a darknet .cfg or a TF OD API model read with its pipeline.config, "
+                        "not {}".format(target))
+    if pipeline_config and fmt0 not in ("savedmodel", "frozen_graph"):
+        raise SpecError("--pipeline-config goes with a TF OD API SavedModel directory or frozen .pb, not {}".format(
+            target))
+    if download and not is_spec_reference(target):
+        raise SpecError("--download goes with a spec that names a source.url, not {}".format(target))
     if is_spec_reference(target) and not os.path.isdir(target):
         spec = load_spec(target)
-        return Target("spec", spec, sources.locate(spec, model))
+        try:
+            return Target("spec", spec, sources.locate(spec, model))
+        except ModelError:
+            if not download or model:
+                raise
+        _download(spec, say or (lambda m: log.info(m)))
+        return Target("spec", spec, sources.locate(spec, None))
     if not os.path.exists(target):
         if sources.is_model_path(target):
             raise ModelError("model file {} does not exist".format(target))
@@ -153,6 +214,12 @@ def resolve_target(target: str, model: Optional[str] = None, weights: Optional[s
     fmt = sources.detect_format(target)
     if fmt == "darknet":
         return _darknet_target(target, weights, labels)
+    if fmt in ("savedmodel", "frozen_graph"):
+        config = pipeline_config or _find_pipeline_config(target)
+        if pipeline_config and not os.path.isfile(pipeline_config):
+            raise SpecError("pipeline config {} does not exist".format(pipeline_config))
+        if config:
+            return _config_target(target, fmt, config, labels)
     if fmt == "onnx":
         return Target("onnx", None, target)
     return Target("model", _plain_spec(target), target)
@@ -324,11 +391,17 @@ def build(
     config: Optional[BuildConfig] = None,
     weights: Optional[str] = None,
     labels: Optional[str] = None,
+    pipeline_config: Optional[str] = None,
+    download: bool = False,
 ) -> Artifact:
     """Build ``target`` (spec name, spec YAML, engine ONNX or model file).
 
     A darknet ``.cfg`` needs no spec (``weights``/``labels`` default to the
-    ``.weights``/``.names`` beside it). The options are those of
+    ``.weights``/``.names`` beside it), nor does a TF OD API SavedModel or
+    frozen graph with its ``pipeline.config`` (``pipeline_config``, or found
+    beside the model). ``download``: fetch a spec's ``source.url`` into the
+    working directory when the model is not there (sha256-checked when the
+    spec gives ``source.archive_sha256``; archives unpacked safely). The options are those of
     ``trtedge build``; or pass one
     :class:`~trtedge.config.BuildConfig` as ``config``. Returns the paths
     written and the manifest. Raises :class:`TrtedgeError` (one line, what to
@@ -336,7 +409,7 @@ def build(
     """
     say = progress or (lambda msg: log.info(msg))
     for label, value in (("target", target), ("model", model), ("out", out), ("weights", weights),
-                         ("labels", labels)):
+                         ("labels", labels), ("pipeline_config", pipeline_config)):
         if value is not None and not isinstance(value, str):
             raise TrtedgeError("build(): {} must be a path or name (a string), not {}".format(
                 label, type(value).__name__))
@@ -356,7 +429,8 @@ def build(
         import_trt(config.trt_module)  # raises BuildError with each module's reason
         raise BuildError("no usable TensorRT module")  # pragma: no cover (import_trt raised)
 
-    inputs = _resolve(resolve_target(target, model, weights=weights, labels=labels))
+    inputs = _resolve(resolve_target(target, model, weights=weights, labels=labels,
+                                     pipeline_config=pipeline_config, download=download, say=say))
     spec = inputs.spec
     key = build_key(inputs.source.sha256, spec, config, trt_id)
     out_dir = out or os.path.join("build", spec.name)

@@ -154,11 +154,12 @@ def spec_from_data(data: Any, file: str, base_dir: Optional[str]) -> S.ModelSpec
         sha256=src.str("sha256", None),
         input=src.str("input", None),
         howto=src.str("howto", None),
+        archive_sha256=src.str("archive_sha256", None),
     )
-    if source.sha256 is not None and (
-        len(source.sha256) != 64 or any(c not in "0123456789abcdef" for c in source.sha256.lower())
-    ):
-        raise src.fail("sha256", "must be 64 hexadecimal digits")
+    for key in ("sha256", "archive_sha256"):
+        value = getattr(source, key)
+        if value is not None and (len(value) != 64 or any(c not in "0123456789abcdef" for c in value.lower())):
+            raise src.fail(key, "must be 64 hexadecimal digits")
     src.done()
 
     inp = _input(top.section("input"))

@@ -36,6 +36,8 @@ class SourceSpec:
     input: Optional[str] = None
     #: how to get the file when it is missing (shown with the url)
     howto: Optional[str] = None
+    #: sha256 of what ``url`` serves (the tarball), checked by ``--download``
+    archive_sha256: Optional[str] = None
 
 
 @dataclass(frozen=True)
