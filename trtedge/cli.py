@@ -45,6 +45,10 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline-config", metavar="FILE",
                    help="TF OD API SavedModel/.pb: read anchors, box coder, classes, input size and NMS from the "
                         "model's pipeline.config (found beside the model without this flag)")
+    p.add_argument("--family", metavar="NAME", help="an ONNX without a spec: its family (yolo, ssd, none, ...)")
+    p.add_argument("--head", metavar="KIND", help="an ONNX without a spec: its head (anchor_free, decoded, ...)")
+    p.add_argument("--num-classes", type=int, metavar="N", help="an ONNX without a spec: classes it predicts")
+    p.add_argument("--input-size", metavar="HxW", help="an ONNX without a spec (or a dynamic input): e.g. 640x640")
     p.add_argument("--download", action="store_true",
                    help="fetch the spec's source.url into the working directory when the model is missing")
     p.add_argument("--out", metavar="DIR", help="output directory (default build/<name>)")
@@ -86,7 +90,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     art = build(args.target, model=args.model, out=args.out, force=args.force, verbose=args.verbose,
                 progress=_say, config=config, weights=args.weights, labels=args.labels,
-                pipeline_config=args.pipeline_config, download=args.download)
+                pipeline_config=args.pipeline_config, download=args.download, family=args.family,
+                head=args.head, num_classes=args.num_classes, input_size=args.input_size)
     print(art.engine or art.onnx)
     return 0
 

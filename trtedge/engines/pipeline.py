@@ -177,17 +177,57 @@ def _download(spec: Any, say: Callable[[str], None]) -> None:
             remove_quietly(archive)
 
 
+def _hints(family: Optional[str], head: Optional[str], num_classes: Optional[int], input_size: Any) -> Any:
+    from . import families
+    from .families import ModelHints
+
+    if family is not None and family not in families.names():
+        raise SpecError("unknown family '{}'; known: {}".format(family, ", ".join(families.names())))
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
+                                    or num_classes < 1):
+        raise TrtedgeError("--num-classes must be a whole number of at least 1, not {!r}".format(num_classes))
+    size = None
+    if input_size is not None:
+        text = str(input_size).lower().replace(" ", "")
+        parts = text.split("x") if "x" in text else [text, text]
+        try:
+            size = (int(parts[0]), int(parts[1]))
+        except (ValueError, IndexError):
+            size = None
+        if size is None or len(parts) != 2 or min(size) < 1:
+            raise TrtedgeError("--input-size is {!r}; give HEIGHTxWIDTH, e.g. 640x640 (or one number)".format(
+                input_size))
+    return ModelHints(family=family, head=head, num_classes=num_classes, input_size=size)
+
+
+def _read_names(path: str) -> Tuple[str, ...]:
+    try:
+        with open(path, "rb") as f:
+            names = [n.strip() for n in f.read().decode("utf-8-sig").splitlines() if n.strip()]
+    except OSError as exc:
+        raise ModelError("cannot read label file {}: {}".format(path, exc.strerror or exc))
+    except UnicodeDecodeError:
+        raise ModelError("label file {} is not UTF-8 text; one name a line".format(path))
+    if not names:
+        raise ModelError("label file {} is empty".format(path))
+    return tuple(names)
+
+
 def resolve_target(target: str, model: Optional[str] = None, weights: Optional[str] = None,
                    labels: Optional[str] = None, pipeline_config: Optional[str] = None,
-                   download: bool = False, say: Optional[Callable[[str], None]] = None) -> Target:
+                   download: bool = False, say: Optional[Callable[[str], None]] = None,
+                   hints: Any = None) -> Target:
     from ..specs import is_spec_reference, list_specs, load_spec
 
     fmt0 = sources.detect_format_or_none(target) if os.path.exists(target) else None
     if weights and fmt0 != "darknet":
         raise SpecError("--weights goes with a darknet .cfg, not {}".format(target))
-    if labels and fmt0 not in ("darknet", "savedmodel", "frozen_graph"):
-        raise SpecError("--labels goes with a darknet .cfg or a TF OD API model read with its pipeline.config, "
-                        "not {}".format(target))
+    if labels and fmt0 not in ("darknet", "savedmodel", "frozen_graph", "onnx"):
+        raise SpecError("--labels goes with a model file (darknet .cfg, ONNX, or a TF OD API model read with its "
+                        "pipeline.config), not {}".format(target))
+    if hints is not None and hints.given and fmt0 != "onnx":
+        raise SpecError("--family, --head, --num-classes and --input-size describe an ONNX model that has no "
+                        "spec; {} is not one (a spec says all of it)".format(target))
     if pipeline_config and fmt0 not in ("savedmodel", "frozen_graph"):
         raise SpecError("--pipeline-config goes with a TF OD API SavedModel directory or frozen .pb, not {}".format(
             target))
@@ -234,7 +274,31 @@ def _source_info(path: str, spec: Any) -> SourceInfo:
     return SourceInfo(path=path, sha256=sha, format=fmt)
 
 
-def _resolve_onnx(path: str) -> _Inputs:
+def _auto_spec(model: Any, path: str, hints: Any) -> Any:
+    """A spec for an ONNX that came without one: the first family that recognises
+    it (from its metadata, its graph and the hints); None for a plain model."""
+    from ..manifest import get_onnx_metadata  # noqa: F401 (trtedge metadata is read by the caller)
+    from ..specs import spec_from_dict
+    from . import families
+
+    metadata = {p.key: p.value for p in model.metadata_props}
+    name = _plain_spec(path).name
+    candidates = [hints.family] if hints.family else [n for n in families.names()]
+    for fam_name in candidates:
+        fam = families.get(fam_name)
+        if not fam.detector:
+            continue
+        data = fam.spec_from_model(model, metadata, hints, name)
+        if data is not None:
+            data.setdefault("source", {})["format"] = "onnx"
+            return spec_from_dict(data, "{} (no spec: {})".format(path, "metadata" if not hints.given else "flags"))
+    if hints.family:
+        raise ModelError("family '{}' cannot describe {} from its graph alone".format(hints.family, path),
+                         hint="write a spec for it (trtedge specs --show NAME prints one to start from)")
+    return None
+
+
+def _resolve_onnx(path: str, hints: Any = None) -> _Inputs:
     """An ONNX target: a trtedge engine ONNX (its metadata holds spec and source) or a plain model.
 
     Fast path, no onnx import: the manifest beside the file describes exactly
@@ -255,8 +319,13 @@ def _resolve_onnx(path: str) -> _Inputs:
     from ..manifest import get_onnx_metadata
 
     meta = get_onnx_metadata(loaded)
-    if "spec" not in meta:  # not made by trtedge: a plain model
-        return _Inputs(_plain_spec(path), SourceInfo(path=path, sha256=sha, format="onnx"), None, loaded, ())
+    if "spec" not in meta:  # not made by trtedge: a detector a family recognises, or a plain model
+        from .families import ModelHints
+
+        spec = None if hints is not None and hints.family == "none" else _auto_spec(loaded, path,
+                                                                                   hints or ModelHints())
+        return _Inputs(spec or _plain_spec(path), SourceInfo(path=path, sha256=sha, format="onnx"), None, loaded,
+                       ())
     try:
         spec = spec_from_dict(meta["spec"], "{} (metadata)".format(path)) if meta["spec"] else \
             _named_plain(str(meta.get("name") or _plain_spec(path).name))
@@ -271,10 +340,10 @@ def _named_plain(name: str) -> Any:
     return _plain_spec(name + ".onnx")
 
 
-def _resolve(tgt: Target) -> _Inputs:
+def _resolve(tgt: Target, hints: Any = None) -> _Inputs:
     assert tgt.source_path is not None
     if tgt.kind == "onnx":
-        return _resolve_onnx(tgt.source_path)
+        return _resolve_onnx(tgt.source_path, hints)
     if tgt.kind == "darknet":
         assert tgt.weights is not None
         both = "{}+{}".format(sha256_file(tgt.source_path), sha256_file(tgt.weights))
@@ -393,6 +462,10 @@ def build(
     labels: Optional[str] = None,
     pipeline_config: Optional[str] = None,
     download: bool = False,
+    family: Optional[str] = None,
+    head: Optional[str] = None,
+    num_classes: Optional[int] = None,
+    input_size: Any = None,
 ) -> Artifact:
     """Build ``target`` (spec name, spec YAML, engine ONNX or model file).
 
@@ -429,8 +502,12 @@ def build(
         import_trt(config.trt_module)  # raises BuildError with each module's reason
         raise BuildError("no usable TensorRT module")  # pragma: no cover (import_trt raised)
 
-    inputs = _resolve(resolve_target(target, model, weights=weights, labels=labels,
-                                     pipeline_config=pipeline_config, download=download, say=say))
+    hints = _hints(family, head, num_classes, input_size)
+    tgt = resolve_target(target, model, weights=weights, labels=labels, pipeline_config=pipeline_config,
+                         download=download, say=say, hints=hints)
+    if tgt.kind == "onnx" and labels:
+        hints = hints._replace(labels=_read_names(labels))
+    inputs = _resolve(tgt, hints)
     spec = inputs.spec
     key = build_key(inputs.source.sha256, spec, config, trt_id)
     out_dir = out or os.path.join("build", spec.name)

@@ -13,9 +13,9 @@ import importlib
 from typing import Dict, Tuple
 
 from ...errors import SpecError
-from .base import Family, HeadInfo
+from .base import Family, HeadInfo, ModelHints
 
-__all__ = ["Family", "HeadInfo", "register", "get", "names", "section_keys"]
+__all__ = ["Family", "HeadInfo", "ModelHints", "register", "get", "names", "section_keys"]
 
 _BUILTIN = {"yolo": "yolo", "ssd": "ssd", "none": "none"}
 _REGISTRY = {}  # type: Dict[str, Family]

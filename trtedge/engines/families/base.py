@@ -6,7 +6,7 @@ the family module knows anything about its heads: the spec loader hands it
 its section, graph surgery hands it the cut graph.
 """
 
-from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from ...fields import Section
 
@@ -19,6 +19,23 @@ class HeadInfo(NamedTuple):
     notes: Tuple[str, ...]
     #: single-tensor heads: the axis holding the per-box values (1 or 2)
     attr_axis: int = 2
+
+
+class ModelHints(NamedTuple):
+    """What the user said about a model that comes without a spec (``trtedge build
+    model.onnx --family yolo --head anchor_free --num-classes 3 --input-size 640x640
+    --labels names.txt``); None where nothing was said."""
+
+    family: Optional[str] = None
+    head: Optional[str] = None
+    num_classes: Optional[int] = None
+    #: (height, width)
+    input_size: Optional[Tuple[int, int]] = None
+    labels: Optional[Tuple[str, ...]] = None
+
+    @property
+    def given(self) -> bool:
+        return any(v is not None for v in self)
 
 
 class Family(object):
@@ -48,6 +65,14 @@ class Family(object):
     def describe(self, section: Any) -> str:
         """A word for the head (``trtedge specs``, build progress)."""
         return self.name
+
+    def spec_from_model(self, model: Any, metadata: Dict[str, str], hints: ModelHints,
+                        name: str) -> Optional[Dict[str, Any]]:
+        """Spec data (the YAML form) for an ONNX model that came without a spec,
+        from its metadata, its graph and the user's hints; None when this family
+        does not recognise it. Raise :class:`ModelError` when it recognises the
+        model but something must be given (say which flag)."""
+        return None
 
     def check_heads(self, spec: Any, names: Tuple[str, ...], shapes: Tuple[Tuple[Any, ...], ...],
                     graph: Any = None) -> HeadInfo:

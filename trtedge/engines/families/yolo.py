@@ -18,7 +18,7 @@ pixels), scores float32 [B, N, C].
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ...utils.lazy import lazy_import
 
@@ -286,6 +286,9 @@ class YoloFamily(Family):
     def describe(self, section: Any) -> str:
         return str(section.head)
 
+    def spec_from_model(self, model: Any, metadata: Dict[str, str], hints: Any, name: str) -> Any:
+        return auto_spec_data(model, metadata, hints, name)
+
     def check_heads(self, spec: Any, names: Tuple[str, ...], shapes: Tuple[Tuple[Any, ...], ...],
                     graph: Any = None) -> HeadInfo:
         return check_heads(spec, names, shapes, graph)
@@ -295,3 +298,125 @@ class YoloFamily(Family):
 
 
 FAMILY = YoloFamily()
+
+
+# --------------------------------------------------------------------------- models without a spec
+
+def _literal(text: Any) -> Any:
+    import ast
+
+    try:
+        return ast.literal_eval(str(text))
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+
+
+def _names_from_metadata(metadata: Dict[str, str]) -> Optional[List[str]]:
+    """Ultralytics writes ``names`` as a Python dict literal: ``{0: 'person', 1: 'bicycle'}``."""
+    value = _literal(metadata.get("names"))
+    if isinstance(value, dict) and value and all(isinstance(k, int) for k in value):
+        return [str(value[k]) for k in sorted(value)]
+    if isinstance(value, (list, tuple)) and value:
+        return [str(v) for v in value]
+    return None
+
+
+def _size_from_metadata(metadata: Dict[str, str]) -> Optional[Tuple[int, int]]:
+    value = _literal(metadata.get("imgsz"))
+    if isinstance(value, int) and value > 0:
+        return value, value
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value):
+        return int(value[0]), int(value[1])
+    return None
+
+
+def _static_output_shape(model: Any, size: Tuple[int, int]) -> Optional[List[Any]]:
+    """The single output's shape with the input fixed to ``size`` (shape inference on a copy)."""
+    import onnx
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    inits = {i.name for i in m.graph.initializer}
+    ins = [i for i in m.graph.input if i.name not in inits]
+    if len(ins) != 1 or len(m.graph.output) != 1:
+        return None
+    dims = ins[0].type.tensor_type.shape.dim
+    if len(dims) == 4:
+        for d, v in zip(dims[2:], size):
+            d.ClearField("dim_param")
+            d.dim_value = v
+    try:
+        m = onnx.shape_inference.infer_shapes(m, data_prop=True)
+    except Exception:
+        pass
+    out = m.graph.output[0].type.tensor_type
+    if not out.HasField("shape"):
+        return None
+    return [d.dim_value if d.HasField("dim_value") else None for d in out.shape.dim]
+
+
+def auto_spec_data(model: Any, metadata: Dict[str, str], hints: Any, name: str) -> Optional[Dict[str, Any]]:
+    """Spec data for Ultralytics exports (YOLOv5/v8/11, ``task: detect``: ``names``,
+    ``imgsz``, ``stride`` in the metadata) and any YOLO-shaped ONNX the user names
+    with ``--family yolo``. The head kind comes from the output's shape with the
+    input fixed: ``[B, 4+C, N]`` is anchor-free (v8/11), ``[B, N, 5+C]`` decoded (v5)."""
+    ultralytics = "Ultralytics" in str(metadata.get("author", "")) or (
+        "names" in metadata and "imgsz" in metadata)
+    if not ultralytics and hints.family != "yolo":
+        return None
+    task = str(metadata.get("task", "detect"))
+    if task != "detect":
+        raise ModelError("{} is an Ultralytics '{}' model; trtedge builds detection models (task 'detect') "
+                         "with decode and NMS inside, and other models as they are without --family".format(
+                             name, task))
+    labels = list(hints.labels) if hints.labels else _names_from_metadata(metadata)
+    size = hints.input_size or _size_from_metadata(metadata)
+    inits = {i.name for i in model.graph.initializer}
+    ins = [i for i in model.graph.input if i.name not in inits]
+    if size is None and len(ins) == 1:
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in ins[0].type.tensor_type.shape.dim]
+        if len(dims) == 4 and dims[2] and dims[3]:
+            size = (int(dims[2]), int(dims[3]))
+    if size is None:
+        raise ModelError("{}: the input size is dynamic and the model's metadata has no imgsz".format(name),
+                         hint="give it with --input-size HxW (e.g. 640x640)")
+    shape = _static_output_shape(model, size)
+    if not shape or len(shape) != 3:
+        raise ModelError("{}: cannot read a [batch, rows, columns] detection output from the graph (got "
+                         "{})".format(name, shape), hint="give --head (raw needs a spec with anchors)")
+    rows, cols = shape[1], shape[2]
+    head = hints.head
+    c = hints.num_classes or (len(labels) if labels else None)
+    if head is None:
+        if c is not None:
+            head = "anchor_free" if rows == 4 + c else "decoded" if cols in (5 + c, 4 + c) else None
+        elif rows and cols:
+            head = "anchor_free" if rows < cols else "decoded"
+        if head is None:
+            raise ModelError("{}: output {} fits neither [B, 4+C, N] (anchor_free) nor [B, N, 5+C] (decoded) "
+                             "for {} classes".format(name, shape, c), hint="give --head and --num-classes")
+    if c is None:
+        c = (rows - 4) if head == "anchor_free" else (cols - 5)
+        if not c or c < 1:
+            raise ModelError("{}: cannot tell the class count from output {}".format(name, shape),
+                             hint="give --num-classes N or --labels FILE")
+    if labels is None:
+        labels = ["class{}".format(i) for i in range(c)]
+    if len(labels) != c:
+        raise ModelError("{}: {} labels given but the model predicts {} classes".format(name, len(labels), c),
+                         hint="give one label per class")
+    stride = _literal(metadata.get("stride"))
+    strides = [8, 16, 32] + ([64] if stride == 64 else [])
+    yolo = {"head": head, "strides": strides}  # type: Dict[str, Any]
+    if head == "decoded" and cols == 4 + c:
+        yolo["objectness"] = False
+    return {
+        "name": name,
+        "family": "yolo",
+        "description": "from {} (no spec: {})".format(name, "Ultralytics metadata" if ultralytics else "flags"),
+        "input": {"size": list(size), "channels": "rgb", "layout": "nchw", "normalize": {"scale": 1 / 255.0},
+                  "resize": "letterbox", "pad_value": 114},
+        "labels": labels,
+        "yolo": yolo,
+    }
+
