@@ -564,4 +564,4 @@ def test_cli_builds_a_cfg_with_no_spec_then_detects(tmp_path):
     assert len((tmp_path / "d.jsonl").read_text().splitlines()) == 1
     os.remove(stem + ".weights")
     cli.assert_one_line_error(cli.run("build", cfg, "--out", out, "--force"), 2, "--weights FILE")
-    cli.assert_one_line_error(cli.run("build", "shapes_yolo", "--weights", cfg), 2, "go with a darknet .cfg")
+    cli.assert_one_line_error(cli.run("build", "shapes_yolo", "--weights", cfg), 2, "goes with a darknet .cfg")

@@ -80,7 +80,7 @@ def test_broken_download_leaves_nothing(server, tmp_path):  # noqa: F811
 @pytest.mark.parametrize("args, message", [
     (["--download"], "--download goes with a spec"),
     (["--pipeline-config", "pipeline.config"], "--pipeline-config goes with a TF OD API"),
-    (["--labels", "x.names"], "--labels goes with a darknet .cfg"),
+    (["--family", "yolo", "--labels", "x.names"], "cannot read label file x.names"),
     (["--weights", "x.weights"], "--weights goes with a darknet .cfg"),
 ])
 def test_flags_for_other_inputs_are_refused(tmp_path, args, message):
