@@ -47,6 +47,56 @@ def decode_darknet(heads, strides, anchors, scale_x_y, num_classes):
     return np.array(all_boxes, np.float32), np.array(all_scores, np.float32)
 
 
+def decode_yolox(head, strides, size, num_classes, activation="none"):
+    """YOLOX without decode, [N, 5+C] (one image), cells stride by stride, row-major.
+
+    Per cell (column x, row y of its level): cx = (t0 + x) * stride,
+    cy = (t1 + y) * stride, w = exp(t2) * stride, h = exp(t3) * stride;
+    score = obj * cls (``activation`` applied to both first)."""
+    act = sigmoid if activation == "sigmoid" else (lambda v: v)
+    boxes, scores = [], []
+    k = 0
+    for stride in strides:
+        for y in range(size[0] // stride):
+            for x in range(size[1] // stride):
+                t = head[k]
+                k += 1
+                cx, cy = (t[0] + x) * stride, (t[1] + y) * stride
+                w, h = np.exp(t[2]) * stride, np.exp(t[3]) * stride
+                boxes.append([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+                scores.append(act(t[4]) * act(t[5:5 + num_classes]))
+    assert k == len(head), "{} cells decoded, the head has {}".format(k, len(head))
+    return np.array(boxes, np.float32), np.array(scores, np.float32)
+
+
+def softmax(x, axis=-1):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def decode_gfl(cls, dist, strides, size, reg_max, center_offset, activation="none"):
+    """GFL / NanoDet (one image): cls [N, C], dist [N, 4*(reg_max+1)], cells of
+    ceil(size / stride) grids, stride by stride, row-major.
+
+    Each side's distance is sum_i softmax(bins)_i * i, times the stride, from
+    the point ((x, y) + center_offset) * stride; x1y1x2y2 clipped to the input."""
+    scores = sigmoid(cls) if activation == "sigmoid" else cls
+    boxes = []
+    k = 0
+    for stride in strides:
+        rows, cols = -(-size[0] // stride), -(-size[1] // stride)
+        for y in range(rows):
+            for x in range(cols):
+                p = softmax(dist[k].reshape(4, reg_max + 1))
+                left, top, right, bottom = (p * np.arange(reg_max + 1)).sum(1) * stride
+                px, py = (x + center_offset) * stride, (y + center_offset) * stride
+                boxes.append([min(max(px - left, 0), size[1]), min(max(py - top, 0), size[0]),
+                              min(max(px + right, 0), size[1]), min(max(py + bottom, 0), size[0])])
+                k += 1
+    assert k == len(cls) == len(dist), "{} cells decoded, the head has {}".format(k, len(cls))
+    return np.array(boxes, np.float32), np.asarray(scores, np.float32)
+
+
 def iou(box, boxes):
     x1 = np.maximum(box[0], boxes[:, 0])
     y1 = np.maximum(box[1], boxes[:, 1])

@@ -66,6 +66,8 @@ class InputInfo:
     channels: str = field(default="bgr", metadata=_meta(choices=("bgr", "rgb")))
     resize: str = field(default="letterbox", metadata=_meta(choices=("letterbox", "stretch")))
     pad_value: int = field(default=114, metadata=_meta(min=0, max=255))
+    #: where a letterboxed image sits: centred, or at the top-left (padding bottom and right)
+    letterbox_align: str = field(default="center", metadata=_meta(choices=("center", "top_left")))
     #: the model's own input layout and normalisation (inside the engine; baselines use them)
     layout: str = field(default="nchw", metadata=_meta(choices=("nchw", "nhwc")))
     scale: Tuple[float, ...] = (1.0 / 255.0,) * 3

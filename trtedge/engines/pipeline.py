@@ -701,6 +701,7 @@ def _describe(spec: Any, model: Any, form: Optional[str], config: BuildConfig, r
         labels=tuple(spec.labels),
         input=InputInfo(name=first.name, dtype=first.dtype, shape=first.shape, height=inp.height, width=inp.width,
                         channels=inp.engine_channels, resize=inp.resize, pad_value=inp.pad_value,
+                        letterbox_align=inp.letterbox_align,
                         layout=inp.layout, scale=tuple(inp.scale), offset=tuple(inp.offset)),
         inputs=tuple(ins),
         outputs=tuple(outs),

@@ -84,7 +84,7 @@ class Detector(object):
             self.keep = np.array([self.labels.index(o) for o in only], np.int32)
         inp = m.input
         self.height, self.width = inp.height, inp.width
-        self.resize, self.pad_value = inp.resize, inp.pad_value
+        self.resize, self.pad_value, self.align = inp.resize, inp.pad_value, inp.letterbox_align
         self.swap_rb = inp.channels == "rgb"
         self.input_name = inp.name
         self.max_batch = m.max_batch
@@ -137,7 +137,8 @@ class Detector(object):
                 raise TrtedgeError("frames must be non-empty BGR uint8 arrays of shape (height, width, 3); got "
                                    "{} {}".format(getattr(frame, "dtype", type(frame).__name__),
                                                   getattr(frame, "shape", "")))
-            fits.append(fit_into(frame[..., ::-1] if self.swap_rb else frame, buf[k], self.resize, self.pad_value))
+            fits.append(fit_into(frame[..., ::-1] if self.swap_rb else frame, buf[k], self.resize, self.pad_value,
+                                 self.align))
         return fits, backend.submit({self.input_name: buf})
 
     def collect(self, ticket: Any) -> List[Detections]:

@@ -41,12 +41,22 @@ def _resize(src: np.ndarray, w: int, h: int, dst: Optional[np.ndarray]) -> np.nd
     return out
 
 
-def fit_into(frame: np.ndarray, out: np.ndarray, mode: str = "letterbox", pad_value: int = 114) -> Fit:
+ALIGNS = ("center", "top_left")
+
+
+def fit_into(frame: np.ndarray, out: np.ndarray, mode: str = "letterbox", pad_value: int = 114,
+             align: str = "center") -> Fit:
     """Resize ``frame`` (H, W, 3 uint8) into ``out`` (h, w, 3 uint8) in place.
 
-    ``letterbox`` keeps the aspect ratio and centres the image on
-    ``pad_value``; ``stretch`` fills the input. Returns the mapping back.
+    ``letterbox`` keeps the aspect ratio and fills the rest with
+    ``pad_value``; ``align`` says where the image sits: ``center`` (padding
+    split evenly, the left/top half rounded down) or ``top_left`` (padding at
+    the right and bottom only, as YOLOX trains). ``stretch`` fills the input.
+    Returns the mapping back (the padding is in it, so :func:`to_frame`
+    needs no ``align``).
     """
+    if align not in ALIGNS:
+        raise ValueError("align must be one of {}, not {!r}".format(", ".join(ALIGNS), align))
     fh, fw = frame.shape[:2]
     h, w = out.shape[:2]
     if mode == "stretch":
@@ -54,7 +64,7 @@ def fit_into(frame: np.ndarray, out: np.ndarray, mode: str = "letterbox", pad_va
         return Fit(w / fw, h / fh, 0.0, 0.0, fw, fh)
     r = min(w / fw, h / fh)
     nw, nh = max(1, int(round(fw * r))), max(1, int(round(fh * r)))
-    x0, y0 = (w - nw) // 2, (h - nh) // 2
+    x0, y0 = ((w - nw) // 2, (h - nh) // 2) if align == "center" else (0, 0)
     if nw == w and nh == h:
         _resize(frame, w, h, out)
     else:
@@ -67,7 +77,10 @@ def fit_into(frame: np.ndarray, out: np.ndarray, mode: str = "letterbox", pad_va
 
 
 def to_frame(boxes: np.ndarray, fit: Fit) -> np.ndarray:
-    """Input-pixel boxes [n, 4] -> frame pixels, clipped to the frame."""
+    """Input-pixel boxes [n, 4] -> frame pixels, clipped to the frame.
+
+    Exact inverse of the placement :func:`fit_into` made, whatever its
+    ``align``: ``frame = (input - pad) / scale``."""
     out = np.empty_like(boxes, dtype=np.float32)
     out[:, 0::2] = (boxes[:, 0::2] - fit.pad_x) / fit.scale_x
     out[:, 1::2] = (boxes[:, 1::2] - fit.pad_y) / fit.scale_y

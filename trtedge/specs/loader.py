@@ -62,8 +62,12 @@ def _input(sec: Section) -> S.InputSpec:
         offset=tuple(offset),  # type: ignore[arg-type]
         resize=sec.str("resize", "letterbox", S.RESIZE_MODES),
         pad_value=sec.int("pad_value", 114, minimum=0),
+        letterbox_align=sec.str("letterbox_align", "center", S.LETTERBOX_ALIGNS),
         engine_channels=sec.str("engine_channels", "bgr", S.CHANNEL_ORDERS),
     )
+    if spec.letterbox_align != "center" and spec.resize != "letterbox":
+        raise sec.fail("letterbox_align", "is '{}' but input.resize is '{}'; it applies to resize: letterbox "
+                                          "only".format(spec.letterbox_align, spec.resize))
     if spec.pad_value > 255:
         raise sec.fail("pad_value", "must be between 0 and 255, is {}".format(spec.pad_value))
     sec.done()

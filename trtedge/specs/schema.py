@@ -22,6 +22,9 @@ SOURCE_FORMATS = ("auto", "onnx", "savedmodel", "frozen_graph", "keras")
 CHANNEL_ORDERS = ("rgb", "bgr")
 LAYOUTS = ("nchw", "nhwc")
 RESIZE_MODES = ("letterbox", "stretch")
+#: where a letterboxed image sits in the input: centred (most exporters) or at
+#: the top-left corner, padding at the bottom and right (YOLOX)
+LETTERBOX_ALIGNS = ("center", "top_left")
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class InputSpec:
     offset: Tuple[float, float, float] = (0.0, 0.0, 0.0)
     resize: str = "letterbox"
     pad_value: int = 114
+    #: ``letterbox`` only: ``center`` or ``top_left`` (pad at the bottom and right)
+    letterbox_align: str = "center"
     #: channel order of the engine's uint8 ``images`` input (OpenCV gives BGR)
     engine_channels: str = "bgr"
 

@@ -1,6 +1,6 @@
 """The family registry: ``family: NAME`` in a spec picks one :class:`Family`.
 
-Built-in families (``yolo``, ``ssd``, ``none``) are imported on first use.
+Built-in families (``yolo``, ``ssd``, ``none``, ``gfl``) are imported on first use.
 A new family is one module with a :class:`Family` subclass, registered with
 :func:`register` — from trtedge or from any other code, with no edit to
 trtedge's modules::
@@ -17,7 +17,7 @@ from .base import Family, HeadInfo, ModelHints
 
 __all__ = ["Family", "HeadInfo", "ModelHints", "register", "get", "names", "section_keys"]
 
-_BUILTIN = {"yolo": "yolo", "ssd": "ssd", "none": "none"}
+_BUILTIN = {"yolo": "yolo", "ssd": "ssd", "none": "none", "gfl": "gfl"}
 _REGISTRY = {}  # type: Dict[str, Family]
 
 

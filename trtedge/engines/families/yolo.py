@@ -10,6 +10,19 @@ Three head kinds (``yolo.head`` in the spec):
 * ``decoded`` — v5-style ``[B, N, 5+C]``: cx, cy, w, h (input pixels),
   objectness, class scores; score = obj * cls.
 * ``anchor_free`` — v8-style ``[B, 4+C, N]``: cx, cy, w, h, class scores.
+* ``yolox`` — YOLOX exported without decode (its ``export_onnx.py`` without
+  ``--decode_in_inference``, the default): ``[B, N, 5+C]`` per cell, the cells
+  of ``strides`` one level after the other, row-major inside a level (the
+  head's ``flatten(start_dim=2)`` then ``cat``, then ``permute(0, 2, 1)``).
+  Per cell: t_x, t_y, t_w, t_h, objectness, class scores. Decode, on the
+  level's grid (``H // stride`` x ``W // stride``):
+  ``cx, cy = (t_xy + (col, row)) * stride``, ``w, h = exp(t_wh) * stride``,
+  score = obj * cls. YOLOX's exported graphs already apply the sigmoid to
+  objectness and classes (``score_activation: none``, the default); say
+  ``sigmoid`` for graphs that leave logits. An export made with
+  ``--decode_in_inference`` is a ``decoded`` head instead. YOLOX
+  letterboxes to the top-left corner (``input.letterbox_align: top_left``)
+  and feeds BGR 0..255 (no normalisation) since its 0.2 release.
 
 Output of :func:`decode`: boxes float32 [B, N, 4] (x1, y1, x2, y2, input
 pixels), scores float32 [B, N, C].
@@ -33,7 +46,8 @@ from .base import Family, HeadInfo
 #: grid and anchors still to apply); ``decoded`` = v5-style ``[B, N, 5+C]``
 #: (cx, cy, w, h in input pixels, objectness, class scores); ``anchor_free`` =
 #: v8-style ``[B, 4+C, N]`` (cx, cy, w, h, class scores).
-YOLO_HEADS = ("raw", "decoded", "anchor_free")
+#: ``yolox`` = YOLOX without decode ``[B, N, 5+C]`` (grid offsets, log sizes, scores).
+YOLO_HEADS = ("raw", "decoded", "anchor_free", "yolox")
 SCORE_ACTIVATIONS = ("none", "sigmoid", "softmax")
 BOX_FORMATS = ("cxcywh", "xyxy")
 
@@ -86,8 +100,8 @@ def check_heads(spec: Any, names: Tuple[str, ...], shapes: Tuple[Tuple[Any, ...]
     if len(shape) != 3:
         raise ModelError("head '{}' has shape {}; a '{}' head is [batch, ..., ...] (3 dimensions)".format(
             names[0], list(shape) or "unknown", y.head))
-    extra = 4 + (1 if (y.head == "decoded" and y.objectness) else 0)
-    n_expected = expected_boxes(spec) if y.head == "anchor_free" else None
+    extra = 4 + (1 if (y.head == "yolox" or (y.head == "decoded" and y.objectness)) else 0)
+    n_expected = expected_boxes(spec) if y.head in ("anchor_free", "yolox") else None
     attr_axis = 1 if y.head == "anchor_free" else 2
     box_axis = 3 - attr_axis
     got_attr, got_n = static_dim(shape[attr_axis]), static_dim(shape[box_axis])
@@ -101,10 +115,10 @@ def check_heads(spec: Any, names: Tuple[str, ...], shapes: Tuple[Tuple[Any, ...]
                          "classes; {}".format(names[0], list(shape), got_attr, c + extra, extra, c,
                                               _classes_hint(spec, got_attr - extra)))
     if n_expected is not None and got_n is not None and got_n != n_expected:
-        raise ModelError("head '{}' has {} boxes but input {}x{} with strides {} gives {}; check "
-                         "input.size and yolo.strides".format(names[0], got_n, spec.input.width,
-                                                              spec.input.height, list(y.strides),
-                                                              n_expected))
+        raise ModelError("head '{}' has {} {} but input {}x{} with strides {} gives {}; check "
+                         "input.size and yolo.strides".format(
+                             names[0], got_n, "cells" if y.head == "yolox" else "boxes", spec.input.width,
+                             spec.input.height, list(y.strides), n_expected))
     return HeadInfo(names, (tuple(shape),), tuple(notes), attr_axis)
 
 
@@ -167,6 +181,8 @@ def decode(graph: Any, spec: Any, heads: Any, outs: Sequence[Any]) -> Tuple[Any,
         n = expected_boxes(spec)
     if attr_axis == 1:
         head = b.op("Transpose", [head], {"perm": [0, 2, 1]})  # -> [B, N, attrs]
+    if y.head == "yolox":
+        return _yolox(b, head, spec, n)
     box = b.slice(head, 0, 4, 2)
     box = b.cxcywh_to_xyxy(box) if y.box_format == "cxcywh" else box
     if y.head == "decoded" and y.objectness:
@@ -176,6 +192,27 @@ def decode(graph: Any, spec: Any, heads: Any, outs: Sequence[Any]) -> Tuple[Any,
     else:
         score = b.activation(b.slice(head, 4, 4 + c, 2), y.score_activation)
     return box, score, n
+
+
+def _yolox(b: OpBuilder, head: Any, spec: Any, n: int) -> Tuple[Any, Any, int]:
+    """YOLOX cells ``[B, N, 5+C]`` -> boxes, obj * cls (grid and stride per cell as constants)."""
+    y = spec.yolo
+    c = spec.num_classes
+    grids, strides = [], []
+    for stride in y.strides:
+        h, w = spec.input.height // stride, spec.input.width // stride
+        rows, cols = np.meshgrid(np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32), indexing="ij")
+        grids.append(np.stack([cols.reshape(-1), rows.reshape(-1)], -1))
+        strides.append(np.full((h * w, 1), stride, np.float32))
+    grid = np.concatenate(grids, 0)[None]  # [1, N, 2] (col, row)
+    stride_col = np.concatenate(strides, 0)[None]  # [1, N, 1]
+    centre = b.op("Mul", [b.op("Add", [b.slice(head, 0, 2, 2), grid]), stride_col])
+    size = b.op("Mul", [b.op("Exp", [b.slice(head, 2, 4, 2)]), stride_col])
+    half = b.op("Mul", [size, np.array(0.5, np.float32)])
+    box = b.op("Concat", [b.op("Sub", [centre, half]), b.op("Add", [centre, half])], {"axis": 2})
+    obj = b.activation(b.slice(head, 4, 5, 2), y.score_activation)
+    cls = b.activation(b.slice(head, 5, 5 + c, 2), y.score_activation)
+    return box, b.op("Mul", [cls, obj]), n
 
 
 def _raw_level(b: OpBuilder, out: Any, spec: Any, k: int, stride: int) -> Tuple[Any, Any, int]:
@@ -268,6 +305,12 @@ class YoloFamily(Family):
         )
         if head == "raw" and not anchors:
             raise sec.fail("anchors", "is required for raw (darknet) heads: w, h pairs per stride")
+        if head == "yolox" and spec.score_activation == "softmax":
+            raise sec.fail("score_activation", "is 'softmax'; a yolox head takes none (YOLOX's exports apply "
+                                               "the sigmoid) or sigmoid")
+        if head == "yolox" and len(set(strides)) != len(strides):
+            raise sec.fail("strides", "repeats a stride ({}); YOLOX has one level per stride".format(
+                list(strides)))
         sec.done()
         return spec, cut
 
