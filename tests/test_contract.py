@@ -272,12 +272,12 @@ def test_every_rebuild_hint_runs_and_reproduces_the_manifest(built, tmp_path):
             "--engine-ext", "plan", "--nms", "host", "--timing-cache", str(tmp_path / "t.cache")]
     a = tmp_path / "a"
     assert cli.run("build", spec, "--out", a, *opts).returncode == 0
-    original = _manifest(a / (STEM + ".json"))
-    engine = a / (STEM + ".plan")
+    original = _manifest(a / (STEM + "_b3.json"))
+    engine = a / (STEM + "_b3.plan")
     _foreign(engine)
     check = cli.run("check", engine)
     assert check.returncode == 1 and "1.6.0.30" in check.stdout
-    hints.append((_hint(check), a / (STEM + ".json"), original))
+    hints.append((_hint(check), a / (STEM + "_b3.json"), original))
 
     # 2. a truncated engine, refused by detect (exit 1) with the hint in its one line
     b = tmp_path / "b"
@@ -291,11 +291,11 @@ def test_every_rebuild_hint_runs_and_reproduces_the_manifest(built, tmp_path):
     # 3. an --onnx-only build checked on the machine that builds the engine
     c = tmp_path / "c"
     assert cli.run("build", spec, "--out", c, "--onnx-only", "--batch", "2").returncode == 0
-    check = cli.run("check", c / (STEM + ".onnx"))
+    check = cli.run("check", c / (STEM + "_b2.onnx"))
     assert check.returncode == 1 and "--onnx-only" in check.stdout
     reference = tmp_path / "ref"
     assert cli.run("build", spec, "--out", reference, "--batch", "2").returncode == 0
-    hints.append((_hint(check), c / (STEM + ".json"), _manifest(reference / (STEM + ".json"))))
+    hints.append((_hint(check), c / (STEM + "_b2.json"), _manifest(reference / (STEM + "_b2.json"))))
 
     for args, manifest_path, expected in hints:
         assert "--engine-ext" not in args or args[args.index("--engine-ext") + 1] in ("bin", "engine", "plan")

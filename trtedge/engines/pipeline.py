@@ -17,7 +17,8 @@ Stages, data flowing forward only:
 5. ``tensorrt_build.build_engine`` — the serialized engine;
 6. the :class:`~trtedge.manifest.Manifest`.
 
-Files (``DIR`` defaults to ``build/<name>``): ``<name>_<P>.onnx``, ``.bin``
+Files (``DIR`` defaults to ``build/<name>``; ``_b<N>`` follows ``<P>`` for a
+max batch N above 1): ``<name>_<P>.onnx``, ``.bin``
 (``--engine-ext``), ``.json``, and for the ``plugin`` NMS form
 ``<name>_<P>.ort.onnx`` (the same graph with the plugin node swapped for
 standard ops, which ONNX Runtime runs). Everything is written to
@@ -411,7 +412,9 @@ class _Paths(NamedTuple):
 
 
 def _paths(out_dir: str, name: str, config: BuildConfig) -> _Paths:
-    stem = os.path.join(out_dir, "{}_{}".format(name, config.precision))
+    """``<name>_<precision>[_b<max batch>]``: engines for other batch sizes never overwrite each other."""
+    suffix = "_b{}".format(config.max_batch) if config.max_batch != 1 else ""
+    stem = os.path.join(out_dir, "{}_{}{}".format(name, config.precision, suffix))
     return _Paths(stem + ".onnx", stem + ".ort.onnx", stem + "." + config.engine_ext, stem + ".json")
 
 
