@@ -18,6 +18,13 @@ TRT_FACING = [
     "trtedge/gpu.py",
     "trtedge/runtime/trt_backend.py",
     "trtedge/runtime/cuda",
+    # the contract and the TensorRT picker both sides share
+    "trtedge/trt_module.py",
+    "trtedge/manifest.py",
+    "trtedge/config.py",
+    "trtedge/runtime/compat.py",
+    "trtedge/runtime/backend.py",
+    "trtedge/runtime/backends.py",
 ]
 
 

@@ -176,7 +176,8 @@ class Manifest:
     # ------------------------------------------------------------ (de)serialising
 
     def to_dict(self) -> Dict[str, Any]:
-        return _plain(self)
+        data = _plain(self)  # type: Dict[str, Any]
+        return data
 
     def dumps(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
@@ -202,7 +203,7 @@ class Manifest:
                                 "version {}".format(origin, version, data.get("trtedge_version", "?"),
                                                     MANIFEST_VERSION),
                                 hint="rebuild the engine with trtedge build --force")
-        m = _read(cls, data, origin, "")
+        m = _read(cls, data, origin, "")  # type: Manifest
         named = [("onnx.file", m.onnx.file), ("onnxrt.file", m.onnxrt.file)]
         named += [("engine.file", m.engine.file)] if m.engine else []
         named += [("plugins.libraries", lib) for lib in m.plugins.libraries]
@@ -257,7 +258,7 @@ def _check_value(value: Any, tp: Any, origin: str, where: str, meta: Dict[str, A
     import typing
 
     origin_tp = getattr(tp, "__origin__", None)
-    args = getattr(tp, "__args__", ()) or ()
+    args = tuple(getattr(tp, "__args__", ()) or ())  # type: Tuple[Any, ...]
     if origin_tp is Union:
         if value is None and type(None) in args:
             return None
@@ -326,7 +327,7 @@ def _read(cls: Any, data: Dict[str, Any], origin: str, path: str) -> Any:
     for f in fields(cls):
         where = "{}.{}".format(path, f.name) if path else f.name
         if f.name not in data:
-            if f.default is not MISSING or f.default_factory is not MISSING:  # type: ignore[misc]
+            if f.default is not MISSING or f.default_factory is not MISSING:
                 continue
             raise _fail(origin, where, "is missing")
         values[f.name] = _check_value(data[f.name], hints[f.name], origin, where, dict(f.metadata))

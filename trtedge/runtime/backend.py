@@ -42,7 +42,8 @@ class Backend(object):
         return self.infer(feed)
 
     def collect(self, ticket: Any) -> Dict[str, np.ndarray]:
-        return ticket
+        outputs = ticket  # type: Dict[str, np.ndarray]
+        return outputs
 
     def close(self) -> None:
         pass
