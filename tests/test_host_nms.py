@@ -6,6 +6,11 @@ fail), on random, clustered, chain and tie-score candidates, with the
 per-class and total caps.
 """
 
+import importlib.util
+import json
+import os
+import re
+import subprocess
 import sys
 import types
 from collections import Counter
@@ -99,7 +104,7 @@ def tie_case(seed, n=400):
 CASES = {
     "random": lambda: random_case(0),
     "random-dense-3-classes": lambda: random_case(1, n=600, classes=3),
-    "random-negative-coords": lambda: (random_case(2, n=500, classes=5)[0] - np.float32(60),) + random_case(2, 500, 5)[1:],
+    "random-negative-coords": lambda: (random_case(2, 500, 5)[0] - np.float32(60),) + random_case(2, 500, 5)[1:],
     "clustered": lambda: clustered_case(3),
     "chain": chain_case,
     "chain-vertical": lambda: tuple([chain_case()[0][:, [1, 0, 3, 2]]] + list(chain_case()[1:])),
@@ -278,3 +283,44 @@ def test_detections_from_outputs_host_form(path, as_object):
     assert c.dtype == np.int32 and c.tolist() == classes[want].tolist()
     b, s, c = detections_from_outputs(outputs, "host", 0, cfg, 0.6)  # conf overrides the built threshold
     assert s.tolist() == scores[reference(boxes, scores, classes, 0.6, 0.45, 100, 100)].tolist()
+
+
+# ------------------------------------------------------------------ benchmarks/host_overhead.py
+
+SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "host_overhead.py")
+
+
+def run_script(*args):
+    pytest.importorskip("cv2", reason="benchmarks/host_overhead.py needs OpenCV")
+    proc = subprocess.run([sys.executable, SCRIPT, "--iterations", "3"] + list(args),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_host_overhead_table_has_every_path_and_target():
+    out = run_script()
+    rows = ["bare cv2.resize", "trtedge, NMS form plugin/onnx", "trtedge, NMS form host",
+            "tensorrt_demos, resize (default)", "tensorrt_demos, letterbox (-l)"]
+    if importlib.util.find_spec("torch") is not None:
+        rows += ["Ultralytics, NMS: torch greedy loop", "Ultralytics, NMS: OpenCV NMSBoxes",
+                 "Ultralytics without NMS (lower bound)"]
+    for scene in ("spread scene", "clustered scene"):
+        part = out.split(scene, 1)[1]
+        for row in rows:
+            assert re.search(re.escape(row) + r".*\d+\.\d{3}", part), (scene, row)
+    assert re.search(r"\[(met|NOT met)\] clustered scene: trtedge-host >= 3x below tensorrt_demos", out)
+    assert re.search(r"\[(met|NOT met)\] spread scene: trtedge plugin/onnx within 0.1 ms", out)
+
+
+def test_host_overhead_json_and_the_paths_do_the_same_job():
+    result = json.loads(run_script("--json"))
+    assert result["threads"] == 1 and result["iterations"] == 3
+    clustered = result["scenes"]["clustered"]
+    assert all(r["samples"] == 3 and r["p50_ms"] > 0 for r in clustered["rows"].values())
+    found = clustered["detections"]
+    # every path finds the 12 objects (thresholds differ a little: trtedge 0.45, tensorrt_demos 0.5, Ultralytics 0.7)
+    assert all(12 <= found[k] <= 60 for k in found if k != "ultra-nonms"), found
+    assert result["scenes"]["spread"]["detections"]["trtedge-host"] == 100  # K caps the 300
+    assert {t["scene"] for t in result["targets"]} == {"spread", "clustered"}
+    assert all(isinstance(t["met"], bool) for t in result["targets"])

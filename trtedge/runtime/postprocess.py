@@ -203,14 +203,91 @@ def _resolve(n: int, j: np.ndarray, i: np.ndarray) -> np.ndarray:
     return np.unpackbits(bits, bitorder="little")[:n].astype(bool)
 
 
-def _greedy_numpy(cols: np.ndarray, group: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Exact greedy NMS over boxes in score order ([4, n] float64 columns); keep mask."""
+def _best_per_group(cols: np.ndarray, group: np.ndarray,
+                    iou_threshold: float) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """One round of greedy NMS for all groups at once: (kept, dropped) masks.
+
+    The best box of each group is kept for sure; the boxes of its group it
+    overlaps by more than the threshold are dropped. For clusters of
+    candidates that settles most of them with one IoU per box, before any
+    pair is measured. None when groups are too many for that to pay (on
+    average fewer than 8 boxes each).
+    """
+    n = group.size
+    low = int(group.min())
+    span = int(group.max()) - low + 1
+    if span <= 4 * n:  # class ids: a table of each group's first (best) row
+        table = np.full(span, n, np.intp)
+        every = np.arange(n)
+        np.minimum.at(table, group - low, every)
+        if 8 * int(np.count_nonzero(table < n)) > n:
+            return None
+        best = table[group - low]
+    else:
+        _, first, inverse = np.unique(group, return_index=True, return_inverse=True)
+        if 8 * first.size > n:
+            return None
+        every = np.arange(n)
+        best = first[inverse.reshape(-1)]
+    kept = best == every
+    dropped = _pair_iou(cols, _areas(cols), best, every) > iou_threshold
+    dropped &= ~kept
+    return kept, dropped
+
+
+#: up to this many boxes, all pairs at once (one bit mask per row fits a 64-bit integer)
+_DENSE_MAX = 64
+
+
+def _greedy_dense(cols: np.ndarray, group: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Exact greedy NMS over at most ``_DENSE_MAX`` boxes: every pair's IoU in one
+    matrix, then one pass in score order over 64-bit row masks; keep mask."""
+    n = group.size
+    side = np.minimum(cols[2:, :, None], cols[2:, None, :])  # [2, n, n]: x and y at once
+    side -= np.maximum(cols[:2, :, None], cols[:2, None, :])
+    np.maximum(side, 0.0, out=side)
+    inter = np.multiply(side[0], side[1], out=side[0])
+    area = _areas(cols)
+    union = np.add.outer(area, area)
+    union -= inter
+    iou = np.zeros((n, n))
+    np.divide(inter, union, out=iou, where=union > 0)  # the same operations as _pair_iou
+    over = (iou > iou_threshold) & np.equal.outer(group, group)
+    rows = np.zeros((n, 8), np.uint8)
+    rows[:, :(n + 7) // 8] = np.packbits(np.triu(over, 1), axis=1, bitorder="little")
+    alive = (1 << n) - 1
+    for p, mask in enumerate(rows.view("<u8").ravel().tolist()):
+        if mask and alive >> p & 1:
+            alive &= ~mask
+    return np.unpackbits(np.array([alive], "<u8").view(np.uint8), bitorder="little")[:n].astype(bool)
+
+
+def _greedy_numpy(cols: np.ndarray, group: np.ndarray, iou_threshold: float, rounds: bool = True) -> np.ndarray:
+    """Exact greedy NMS over boxes in score order ([4, n] float64 columns); keep mask.
+
+    Few boxes: all pairs at once (:func:`_greedy_dense`). More: where groups
+    hold many boxes, a round settles every group's best box first
+    (:func:`_best_per_group`); what is left is overlapped by no box kept so
+    far (all better than it), so greedy NMS over the rest alone finishes it,
+    with another round while rounds settle at least half of what is left.
+    Otherwise a sweep finds the overlapping pairs (:func:`_overlaps`) and
+    one pass settles them (:func:`_resolve`): a chain costs one pass.
+    """
     n = group.size
     if iou_threshold < 0:  # every IoU (>= 0) is above it: the best box of each group survives
         keep = np.zeros(n, bool)
         keep[np.unique(group, return_index=True)[1]] = True
         return keep
-    return _resolve(n, *_overlaps(cols, group, iou_threshold))
+    if n <= _DENSE_MAX:
+        return _greedy_dense(cols, group, iou_threshold)
+    first = _best_per_group(cols, group, iou_threshold) if rounds else None
+    if first is None:
+        return _resolve(n, *_overlaps(cols, group, iou_threshold))
+    keep, dropped = first
+    rest = np.flatnonzero(~keep & ~dropped)
+    if rest.size:
+        keep[rest[_greedy_numpy(cols[:, rest], group[rest], iou_threshold, 2 * rest.size <= n)]] = True
+    return keep
 
 
 #: how far from the threshold OpenCV's float32 comparison is kept (see :func:`_greedy_opencv`)
