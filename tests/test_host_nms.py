@@ -91,6 +91,15 @@ def chain_case(n=300, step=3.0, width=10.0):
     return boxes, np.linspace(0.99, 0.3, n).astype(np.float32), np.zeros(n, np.int32)
 
 
+def degenerate_case(seed, n=400):
+    """Clusters of few classes with a fifth of the boxes inverted or empty, class ids far apart."""
+    boxes, scores, cls = clustered_case(seed, objects=6, per=50, classes=3, noise=n - 300)
+    rng = np.random.default_rng(seed)
+    odd = rng.random(n) < 0.2
+    boxes[odd] = boxes[odd][:, [2, 1, 0, 3]] if seed % 2 else boxes[odd][:, [0, 1, 0, 3]]
+    return boxes, scores, (cls * 100003 - 7).astype(np.int32)
+
+
 def tie_case(seed, n=400):
     """Few score levels, duplicated boxes, three classes: ties decide the order."""
     rng = np.random.default_rng(seed)
@@ -109,6 +118,8 @@ CASES = {
     "chain": chain_case,
     "chain-vertical": lambda: tuple([chain_case()[0][:, [1, 0, 3, 2]]] + list(chain_case()[1:])),
     "ties": lambda: tie_case(4),
+    "degenerate-inverted": lambda: degenerate_case(5),
+    "degenerate-empty": lambda: degenerate_case(6),
     "ties-chain": lambda: (chain_case()[0], np.full(300, 0.5, np.float32), chain_case()[2]),
 }
 

@@ -1,7 +1,7 @@
 """Host-side work around the engine: fitting a frame into the input buffer,
 class-aware NMS for the ``host`` form, and mapping boxes back to the frame.
 
-Everything is NumPy (plus OpenCV's resize when present) and reuses buffers:
+Everything is NumPy (plus OpenCV's resize and NMS when present) and reuses buffers:
 the runtime must add almost nothing around the engine.
 """
 
