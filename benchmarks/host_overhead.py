@@ -286,6 +286,9 @@ def torch_greedy_nms(torch, boxes, scores, threshold):
         iw = (torch.minimum(x2[i], x2[rest]) - torch.maximum(x1[i], x1[rest])).clamp_(min=0)
         ih = (torch.minimum(y2[i], y2[rest]) - torch.maximum(y1[i], y1[rest])).clamp_(min=0)
         inter = iw * ih
+        if not bool(inter.any()):  # overlaps nothing left (as Ultralytics' own loop short-cuts)
+            order = rest
+            continue
         order = rest[inter / (areas[i] + areas[rest] - inter) <= threshold]
     return torch.stack(keep) if keep else torch.zeros(0, dtype=torch.int64)
 
