@@ -246,8 +246,9 @@ def test_what_raw_opencv_gets_wrong_is_handled():
     assert raw([[0, 0, 6, 1], [0, 0, 1, 1]], [0.9, 0.8], [0, 0], 1 / 6) == [0]
     # boxes below -1 suppress across classes
     assert raw([[-50, -50, 45, 45], [-50, -50, 45, 45]], [0.9, 0.8], [0, 1], 0.5) == [0]
-    # two empty boxes of one class suppress each other
+    # two empty boxes suppress each other, even far apart and of different classes
     assert raw([[5, 5, 0, 0], [5, 5, 0, 0]], [0.9, 0.8], [0, 0], 0.5) == [0]
+    assert raw([[5, 5, 0, 0], [50, 50, 0, 0]], [0.9, 0.8], [0, 1], 0.5) == [0]
     # areas are w * h (with +1 the IoU would be 66/121 > 0.52), scores must exceed the threshold,
     # equal scores keep input order
     assert raw([[0, 0, 10, 10], [0, 0, 10, 5]], [0.9, 0.8], [0, 0], 0.52) == [0, 1]
