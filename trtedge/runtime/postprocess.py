@@ -87,22 +87,23 @@ def _setting(nms_cfg: Any, key: str, default: Any = _REQUIRED) -> Any:
     return getattr(nms_cfg, key) if default is _REQUIRED else getattr(nms_cfg, key, default)
 
 
-def _pair_iou(cols: np.ndarray, area: np.ndarray, j: np.ndarray, i: np.ndarray) -> np.ndarray:
-    """IoU of the pairs (j[k], i[k]); 0 where the union is not positive.
+def _pair_iou(cols: np.ndarray, area: np.ndarray, j: np.ndarray, i: Optional[np.ndarray] = None) -> np.ndarray:
+    """IoU of the pairs (j[k], i[k]), or (j[k], k) without ``i``; 0 where the union is not positive.
 
-    ``cols`` is the float64 boxes transposed ([4, n]: x1, y1, x2, y2). The one
-    definition every path is held to: intersection sides clamped at 0,
-    ``inter / (area_j + area_i - inter)`` with areas as in :func:`_areas`.
+    ``cols`` is the float64 boxes transposed ([4, n]: x1, y1, x2, y2), ``area``
+    their :func:`_areas`. The one definition every path is held to:
+    intersection sides clamped at 0, ``inter / (area_j + area_i - inter)``.
     """
     x1, y1, x2, y2 = cols
-    iw = np.minimum(x2[j], x2[i])
-    iw -= np.maximum(x1[j], x1[i])
-    ih = np.minimum(y2[j], y2[i])
-    ih -= np.maximum(y1[j], y1[i])
+    ix1, iy1, ix2, iy2, iarea = (x1, y1, x2, y2, area) if i is None else (x1[i], y1[i], x2[i], y2[i], area[i])
+    iw = np.minimum(x2[j], ix2)
+    iw -= np.maximum(x1[j], ix1)
+    ih = np.minimum(y2[j], iy2)
+    ih -= np.maximum(y1[j], iy1)
     np.maximum(iw, 0.0, out=iw)
     np.maximum(ih, 0.0, out=ih)
     inter = np.multiply(iw, ih, out=iw)
-    union = area[j] + area[i]
+    union = area[j] + iarea
     union -= inter
     iou = np.zeros(inter.shape)
     np.divide(inter, union, out=iou, where=union > 0)
@@ -230,7 +231,7 @@ def _best_per_group(cols: np.ndarray, group: np.ndarray,
         every = np.arange(n)
         best = first[inverse.reshape(-1)]
     kept = best == every
-    dropped = _pair_iou(cols, _areas(cols), best, every) > iou_threshold
+    dropped = _pair_iou(cols, _areas(cols), best) > iou_threshold
     dropped &= ~kept
     return kept, dropped
 
