@@ -394,14 +394,12 @@ def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, score_thresh
 
     Up to ``_CV_MAX_CANDIDATES`` candidates OpenCV's C++ NMS does it where
     installed and able to vouch for the answer (:func:`_greedy_opencv`);
-    otherwise, and above that, a NumPy sweep measures only pairs that
-    overlap along one axis and one pass settles them (:func:`_greedy_numpy`).
-    Measured on one core (2026-12): 20-40 clustered candidates 22-30 us
-    through OpenCV against 35-44 us in NumPy; 300 candidates in 12 clusters
-    of 25: 137 us against 122 us; 300 spread out: 370 us against 40 us; a
-    chain of 300 boxes each overlapping the next: 255 us against 145 us
-    (the previous fixed-point iteration: 1.75 ms; a plain greedy loop in
-    NumPy: 2.0 ms).
+    otherwise, and above that, NumPy (:func:`_greedy_numpy`). Measured warm
+    on one core (2026-12), OpenCV against NumPy: 20-40 candidates in 2-4
+    clusters 22-30 us against 24-32 us; 300 in 12 clusters of 25: 144
+    against 69 us; 300 spread out: 373 against 47 us; a chain of 300, each
+    box overlapping the next: 257 against 178 us (the fixed-point iteration
+    this replaces: 1.7 ms; a plain greedy loop in NumPy: 2.0 ms).
     """
     idx = np.flatnonzero(scores >= score_threshold)
     if idx.size == 0:
