@@ -747,12 +747,9 @@ class SsdFamily(Family):
     def describe(self, section: Any) -> str:
         return "ssd"
 
-    def check_heads(self, spec: Any, names: Tuple[str, ...], shapes: Tuple[Tuple[Any, ...], ...],
-                    graph: Any = None) -> HeadInfo:
-        return check_heads(spec, names, shapes, graph)
-
-    def decode(self, graph: Any, spec: Any, heads: HeadInfo, outs: Sequence[Any]) -> Tuple[Any, Any, int]:
-        return decode(graph, spec, heads, outs)
+    # the module's functions are the family's head check and decode
+    check_heads = staticmethod(check_heads)  # type: ignore[assignment]
+    decode = staticmethod(decode)  # type: ignore[assignment]
 
 
 FAMILY = SsdFamily()

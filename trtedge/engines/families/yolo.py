@@ -332,12 +332,9 @@ class YoloFamily(Family):
     def spec_from_model(self, model: Any, metadata: Dict[str, str], hints: Any, name: str) -> Any:
         return auto_spec_data(model, metadata, hints, name)
 
-    def check_heads(self, spec: Any, names: Tuple[str, ...], shapes: Tuple[Tuple[Any, ...], ...],
-                    graph: Any = None) -> HeadInfo:
-        return check_heads(spec, names, shapes, graph)
-
-    def decode(self, graph: Any, spec: Any, heads: HeadInfo, outs: Sequence[Any]) -> Tuple[Any, Any, int]:
-        return decode(graph, spec, heads, outs)
+    # the module's functions are the family's head check and decode
+    check_heads = staticmethod(check_heads)  # type: ignore[assignment]
+    decode = staticmethod(decode)  # type: ignore[assignment]
 
 
 FAMILY = YoloFamily()
