@@ -144,10 +144,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    return guarded(lambda: COMMANDS[args.command](args), args.verbose)
+
+
+def guarded(call: Callable[[], int], verbose: bool = False) -> int:
+    """Run ``call``; what a user caused becomes one line on stderr and an exit code (``optimize_model.py``
+    shares this)."""
     try:
-        return COMMANDS[args.command](args)
+        return call()
     except TrtedgeError as exc:
-        if args.verbose:
+        if verbose:
             traceback.print_exc()
         sys.stderr.write("trtedge: error: {}\n".format(exc))
         return exc.exit_code
@@ -155,16 +161,22 @@ def main(argv: Optional[List[str]] = None) -> int:
         sys.stderr.write("trtedge: interrupted\n")
         return 130
     except MemoryError:
-        if args.verbose:
+        from .engines.diagnose import host_memory
+
+        if verbose:
             traceback.print_exc()
-        sys.stderr.write("trtedge: error: out of host memory (close other programs, or build with a smaller "
-                         "--batch / --workspace; on a Jetson, add swap)\n")
+        sys.stderr.write("trtedge: error: {}\n".format(host_memory()))
         return 2
     except OSError as exc:  # the file system or a device said no: not a bug, one line
-        if args.verbose:
+        from .engines.diagnose import describe_os_error
+
+        if verbose:
             traceback.print_exc()
-        where = " ({})".format(exc.filename) if getattr(exc, "filename", None) else ""
-        sys.stderr.write("trtedge: error: {}{}\n".format(exc.strerror or exc, where))
+        known = describe_os_error(exc)  # a full disk: which file, how much room, what to do
+        if known is None:
+            where = " ({})".format(exc.filename) if getattr(exc, "filename", None) else ""
+            known = "{}{}".format(exc.strerror or exc, where)
+        sys.stderr.write("trtedge: error: {}\n".format(known))
         return 2
 
 

@@ -83,15 +83,33 @@ def convert(path: str, fmt: str, spec: Any, verbose: bool = False) -> Any:
     _check_path(path, fmt)
     tf, tf2onnx = _import_tf(fmt)
     with _tf_logs(verbose) as errors:
-        if fmt == "savedmodel":
-            loaded = _load_saved_model(tf, path)
-        elif fmt == "frozen_graph":
-            loaded = _load_frozen_graph(tf, path, spec)
-        else:
-            loaded = _load_keras(tf, path)
-        prepared = _prepare(tf, loaded, spec, path)
-        model = _to_onnx(tf2onnx, prepared, path, errors)
+        try:
+            if fmt == "savedmodel":
+                loaded = _load_saved_model(tf, path)
+            elif fmt == "frozen_graph":
+                loaded = _load_frozen_graph(tf, path, spec)
+            else:
+                loaded = _load_keras(tf, path)
+            prepared = _prepare(tf, loaded, spec, path)
+            model = _to_onnx(tf2onnx, prepared, path, errors)
+        except Exception as exc:
+            explained = _resource_error(exc, errors, "converting {}".format(path))
+            if explained is None:
+                raise
+            raise explained
     return model
+
+
+def _resource_error(exc: BaseException, logged: Sequence[str], doing: str) -> Optional[TrtedgeError]:
+    """TensorFlow out of GPU memory, cuDNN/cuBLAS that cannot start, a full disk: one line with the cause
+    and the flag to change (:mod:`trtedge.engines.diagnose`); None for anything else."""
+    from .diagnose import TENSORFLOW, diagnose, exception_texts
+
+    found = diagnose(exception_texts(exc) + list(logged), TENSORFLOW)
+    if found is None:
+        return None
+    line = next((ln.strip() for ln in found.line.splitlines() if ln.strip()), found.line)[:240]
+    return TrtedgeError("TensorFlow failed {}: {}".format(doing, line), hint=found.hint())
 
 
 # --------------------------------------------------------------------------- imports and logs
@@ -536,3 +554,42 @@ def _unconverted(model: Any) -> List[Tuple[str, str]]:
 
     walk(model.graph)
     return out
+
+
+# --------------------------------------------------------------------------- GPU memory and reference runs
+
+
+def configure_memory(growth: bool = False, limit_mb: Optional[int] = None, fmt: str = "savedmodel",
+                     tf: Any = None) -> List[str]:
+    """Set TensorFlow's GPU memory before anything in this process runs a TensorFlow op.
+
+    ``growth``: ``tf.config.experimental.set_memory_growth`` on every GPU (take
+    memory as needed instead of nearly all of it at start); ``limit_mb``: one
+    logical device with that much memory on every GPU. Returns notes for the
+    user. ``tf`` is for tests (a stand-in module).
+    """
+    if growth and limit_mb is not None:
+        raise TrtedgeError("give TensorFlow memory growth or a memory limit, not both")
+    if not growth and limit_mb is None:
+        return []
+    if limit_mb is not None and (isinstance(limit_mb, bool) or not isinstance(limit_mb, int) or limit_mb < 1):
+        raise TrtedgeError("the TensorFlow memory limit must be a whole number of MB of at least 1, not {!r}".format(
+            limit_mb))
+    if tf is None:
+        tf, _ = _import_tf(fmt)
+    what = "memory growth" if growth else "a {} MB memory limit".format(limit_mb)
+    gpus = list(tf.config.list_physical_devices("GPU"))
+    if not gpus:
+        return ["TensorFlow sees no GPU, so {} changes nothing (the conversion runs on the CPU)".format(what)]
+    try:
+        for gpu in gpus:
+            if growth:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            else:
+                tf.config.set_logical_device_configuration(
+                    gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=limit_mb)])
+    except (RuntimeError, ValueError) as exc:
+        raise TrtedgeError("cannot give TensorFlow {}: {}".format(what, _first_line(exc)),
+                           hint="TensorFlow had already started on the GPU; it must be set before TensorFlow "
+                                "runs anything")
+    return ["TensorFlow: {} on {} GPU{}".format(what, len(gpus), "" if len(gpus) == 1 else "s")]
