@@ -97,7 +97,18 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_specs(args: argparse.Namespace) -> int:
-    from .specs import list_specs, load_spec, spec_summary
+    from .specs import builtin_spec_path, list_specs, load_spec, spec_summary
+
+    if getattr(args, "show", None):
+        from .errors import SpecError
+
+        path = builtin_spec_path(args.show) if "/" not in args.show and "\\" not in args.show else None
+        if path is None:
+            raise SpecError("'{}' is not a built-in spec; built-in specs: {}".format(args.show, ", ".join(list_specs())))
+        with open(path, "rb") as f:
+            sys.stdout.write(f.read().decode("utf-8"))
+        sys.stdout.flush()
+        return 0
 
     rows = [spec_summary(load_spec(name)) for name in list_specs()]
     cols = ("name", "family", "head", "input", "classes", "source")
@@ -118,7 +129,8 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     b = sub.add_parser("build", help="build an engine from a spec or a model")
     add_build_arguments(b)
-    sub.add_parser("specs", help="list the built-in specs")
+    s = sub.add_parser("specs", help="list the built-in specs (--show NAME prints one)")
+    s.add_argument("--show", metavar="NAME", help="print the built-in spec NAME's YAML file as it is (to copy)")
     COMMANDS.update(build=cmd_build, specs=cmd_specs)
     _register_more(sub)
     for p in sub.choices.values():  # -v also after the subcommand

@@ -55,6 +55,8 @@ __all__ = [
     "build_engine",
     "preflight",
     "ParserError",
+    "ParseReport",
+    "parse_onnx",
     "parser_errors",
 ]
 
@@ -683,6 +685,54 @@ def build_engine(
             return _build(mod, caps, logger, sink, onnx_path, options, emit)
         finally:
             logger.sink = None
+
+
+@dataclass
+class ParseReport:
+    """What TensorRT's ONNX parser made of a file, without building anything."""
+
+    capabilities: Capabilities
+    ok: bool
+    errors: List[ParserError]
+    #: layers in the network the parser made (of the nodes it took)
+    layers: int
+    warnings: List[str]
+
+
+def parse_onnx(
+    onnx_path: str, trt: Optional[ModuleType] = None, precision: str = "fp32", verbose: bool = False
+) -> ParseReport:
+    """Parse ``onnx_path`` the way :func:`build_engine` does, and stop there.
+
+    TensorRT 10 and TensorRT for RTX check every node before they import any
+    and report each one they refuse; TensorRT 8.x stops at the first. Some
+    ops parse but cannot be built (TensorRT for RTX: NonMaxSuppression "has no
+    runners"); parsing cannot tell those. TensorRT's own log stays out of the
+    ``trtedge`` logger unless ``verbose``: the errors are in the report.
+    """
+    if not os.path.isfile(onnx_path):
+        raise BuildError("ONNX file not found: {}".format(onnx_path))
+    mod = trt if trt is not None else import_trt()
+    caps = capabilities(mod)
+    options = BuildOptions(precision=precision)
+    _check_options(options)
+    with _BUILD_LOCK:
+        logger = _shared_logger(mod)
+        sink = _Sink(verbose, quiet=True)
+        logger.sink = sink
+        try:
+            parsed = _parse(mod, caps, logger, sink, onnx_path, options, _Emitter(None))
+            errors = [] if parsed.ok else parser_errors(parsed.parser, onnx_path)
+            if not parsed.ok and not errors:
+                errors = [ParserError("", "", _one_line(e, 240), "") for e in sink.errors[-2:]] or [
+                    ParserError("", "", "the parser failed and reported no error", "")]
+            try:
+                layers = int(parsed.network.num_layers)
+            except Exception:
+                layers = 0
+        finally:
+            logger.sink = None
+    return ParseReport(caps, parsed.ok, errors, layers, list(sink.warnings))
 
 
 class _Parsed(object):
