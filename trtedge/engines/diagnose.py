@@ -145,7 +145,8 @@ def diagnose_build(errors: Sequence[str], warnings: Sequence[str], workspace: Op
 
 
 def exception_texts(exc: BaseException) -> List[str]:
-    """``Type: message`` of an exception and of what caused it (``raise ... from``, or raised while handling)."""
+    """``Type: message`` of an exception and of what caused it (``raise ... from``, or raised while
+    handling), the root cause first: that is the message to quote."""
     out = []  # type: List[str]
     seen = set()  # type: set
     current = exc  # type: Optional[BaseException]
@@ -153,7 +154,7 @@ def exception_texts(exc: BaseException) -> List[str]:
         seen.add(id(current))
         out.append("{}: {}".format(type(current).__name__, current))
         current = current.__cause__ or current.__context__
-    return out
+    return out[::-1]
 
 
 # ---------------------------------------------------------------- the disk and host memory
