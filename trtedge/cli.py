@@ -97,7 +97,18 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_specs(args: argparse.Namespace) -> int:
-    from .specs import list_specs, load_spec, spec_summary
+    from .specs import builtin_spec_path, list_specs, load_spec, spec_summary
+
+    if getattr(args, "show", None):
+        from .errors import SpecError
+
+        path = builtin_spec_path(args.show) if "/" not in args.show and "\\" not in args.show else None
+        if path is None:
+            raise SpecError("'{}' is not a built-in spec; built-in specs: {}".format(args.show, ", ".join(list_specs())))
+        with open(path, "rb") as f:
+            sys.stdout.write(f.read().decode("utf-8"))
+        sys.stdout.flush()
+        return 0
 
     rows = [spec_summary(load_spec(name)) for name in list_specs()]
     cols = ("name", "family", "head", "input", "classes", "source")
@@ -118,7 +129,8 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     b = sub.add_parser("build", help="build an engine from a spec or a model")
     add_build_arguments(b)
-    sub.add_parser("specs", help="list the built-in specs")
+    s = sub.add_parser("specs", help="list the built-in specs (--show NAME prints one)")
+    s.add_argument("--show", metavar="NAME", help="print the built-in spec NAME's YAML file as it is (to copy)")
     COMMANDS.update(build=cmd_build, specs=cmd_specs)
     _register_more(sub)
     for p in sub.choices.values():  # -v also after the subcommand
@@ -144,10 +156,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    return guarded(lambda: COMMANDS[args.command](args), args.verbose)
+
+
+def guarded(call: Callable[[], int], verbose: bool = False) -> int:
+    """Run ``call``; what a user caused becomes one line on stderr and an exit code (``optimize_model.py``
+    shares this)."""
     try:
-        return COMMANDS[args.command](args)
+        return call()
     except TrtedgeError as exc:
-        if args.verbose:
+        if verbose:
             traceback.print_exc()
         sys.stderr.write("trtedge: error: {}\n".format(exc))
         return exc.exit_code
@@ -155,16 +173,22 @@ def main(argv: Optional[List[str]] = None) -> int:
         sys.stderr.write("trtedge: interrupted\n")
         return 130
     except MemoryError:
-        if args.verbose:
+        from .engines.diagnose import host_memory
+
+        if verbose:
             traceback.print_exc()
-        sys.stderr.write("trtedge: error: out of host memory (close other programs, or build with a smaller "
-                         "--batch / --workspace; on a Jetson, add swap)\n")
+        sys.stderr.write("trtedge: error: {}\n".format(host_memory()))
         return 2
     except OSError as exc:  # the file system or a device said no: not a bug, one line
-        if args.verbose:
+        from .engines.diagnose import describe_os_error
+
+        if verbose:
             traceback.print_exc()
-        where = " ({})".format(exc.filename) if getattr(exc, "filename", None) else ""
-        sys.stderr.write("trtedge: error: {}{}\n".format(exc.strerror or exc, where))
+        known = describe_os_error(exc)  # a full disk: which file, how much room, what to do
+        if known is None:
+            where = " ({})".format(exc.filename) if getattr(exc, "filename", None) else ""
+            known = "{}{}".format(exc.strerror or exc, where)
+        sys.stderr.write("trtedge: error: {}\n".format(known))
         return 2
 
 

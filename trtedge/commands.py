@@ -13,6 +13,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Tuple
 
+from .commands_inspect import add_inspect, run_inspect
 from .errors import TrtedgeError
 
 #: how long one pass of the loop waits on a live source before serving the others
@@ -190,3 +191,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 COMMANDS["bench"] = (add_bench, run_bench, "latency and throughput of an engine, beside its source model")
+
+
+COMMANDS["inspect"] = (add_inspect, run_inspect, "what TensorRT's parser rejects in the engine ONNX of a spec or "
+                                                 "model (0 nothing, 1 something); an engine's manifest and I/O")

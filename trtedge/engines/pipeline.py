@@ -660,11 +660,25 @@ def _engine_onnx(inputs: _Inputs, config: BuildConfig, caps: Any, road: str, not
             say("FP16 by ONNX types: the model body in FP16; preprocessing, decode and NMS in FP32")
         model_proto, more = transform(model_proto, spec, form or "host", fp16=fp16)
         notes.extend(more)
-    elif fp16:
-        from .precision import to_fp16
+    else:  # a plain model (family none): built as it is, only sanitised
+        model_proto = _sanitized(model_proto)
+        if fp16:
+            from .precision import to_fp16
 
-        model_proto = to_fp16(model_proto)
+            model_proto = to_fp16(model_proto)
     return model_proto, form
+
+
+def _sanitized(model: Any) -> Any:
+    """``graph.sanitize`` (fold constants, infer shapes, drop dead nodes) and nothing else: same I/O,
+    opset and IR version; the model's own metadata is kept."""
+    import onnx_graphsurgeon as gs
+
+    from .graph import sanitize
+
+    out = gs.export_onnx(sanitize(gs.import_onnx(model)))
+    out.metadata_props.extend(model.metadata_props)
+    return out
 
 
 def _sha(data: bytes) -> str:

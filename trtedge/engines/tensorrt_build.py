@@ -35,6 +35,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from trtedge.config import parse_size
+from trtedge.engines.diagnose import TENSORRT, diagnose, diagnose_build, final_path
 from trtedge.errors import BuildError, TrtedgeError
 from trtedge.trt_module import INSTALL_HINT, MODULE_NAMES, import_trt
 from trtedge.trt_module import one_line as _one_line
@@ -53,6 +54,10 @@ __all__ = [
     "BuildResult",
     "build_engine",
     "preflight",
+    "ParserError",
+    "ParseReport",
+    "parse_onnx",
+    "parser_errors",
 ]
 
 LOG = logging.getLogger("trtedge")
@@ -98,8 +103,10 @@ def _label(caps: "Capabilities") -> str:
 class _Sink(object):
     """Where the shared logger puts one build's messages."""
 
-    def __init__(self, verbose: bool) -> None:
+    def __init__(self, verbose: bool, quiet: bool = False) -> None:
         self.verbose = verbose
+        #: keep warnings and errors in the sink only (the caller reports them itself)
+        self.quiet = quiet and not verbose
         self.warnings = []  # type: List[str]
         self.errors = []  # type: List[str]
 
@@ -127,7 +134,9 @@ def _make_logger(mod: ModuleType) -> Any:
                         sink.warnings.append(text)
                         if level <= _ERROR:
                             sink.errors.append(text)
-                    if level <= _ERROR:
+                    if sink is not None and sink.quiet:
+                        pass
+                    elif level <= _ERROR:
                         LOG.error("TensorRT: %s", text)
                     else:
                         LOG.warning("TensorRT: %s", text)
@@ -499,9 +508,26 @@ def _clean_desc(desc: str) -> str:
     return match.group(1) if match else desc
 
 
-def _parse_failure(caps: Capabilities, parser: Any, onnx_path: str, sink: _Sink) -> BuildError:
-    parts = []  # type: List[str]
-    unsupported = False
+@dataclass(frozen=True)
+class ParserError:
+    """One error of TensorRT's ONNX parser, with the node it names (empty when it names none)."""
+
+    node: str
+    op: str
+    desc: str
+    code: str
+    #: the node's index in the ONNX graph (-1 when the parser gave none)
+    index: int = -1
+
+    @property
+    def unsupported(self) -> bool:
+        """The op itself is refused (no importer, no plugin), not one use of it."""
+        return "UNSUPPORTED" in self.code or "Plugin not found" in self.desc or "No importer registered" in self.desc
+
+
+def parser_errors(parser: Any, onnx_path: str) -> List[ParserError]:
+    """Every error ``parser`` (a TensorRT OnnxParser that parsed ``onnx_path``) reports."""
+    out = []  # type: List[ParserError]
     nodes_cache = []  # type: List[List[Tuple[str, str]]]
     count = 0
     try:
@@ -514,22 +540,42 @@ def _parse_failure(caps: Capabilities, parser: Any, onnx_path: str, sink: _Sink)
             desc = _clean_desc(_one_line(error.desc(), 240))
             code = str(getattr(error, "code", lambda: "")())
         except Exception as exc:
-            parts.append(_one_line(exc, 240))
+            out.append(ParserError("", "", _one_line(exc, 240), ""))
             continue
-        if "UNSUPPORTED" in code or "Plugin not found" in desc or "No importer registered" in desc:
-            unsupported = True
         name, op = _error_node(error, onnx_path, nodes_cache)
-        if name or op:
-            parts.append("node '{}' ({}): {}".format(name or "?", op or "?", desc))
+        index = -1
+        try:
+            index = int(error.node())
+        except Exception:
+            pass
+        out.append(ParserError(name, op, desc, code, index))
+    return out
+
+
+def _display_name(onnx_path: str) -> str:
+    """The file name a user knows: a staged ``x.onnx.partial-PID`` is ``x.onnx``."""
+    return os.path.basename(final_path(onnx_path))
+
+
+def _parse_failure(caps: Capabilities, parser: Any, onnx_path: str, sink: _Sink) -> BuildError:
+    parts = []  # type: List[str]
+    errors = parser_errors(parser, onnx_path)
+    for error in errors:
+        if error.node or error.op:
+            parts.append("node '{}' ({}): {}".format(error.node or "?", error.op or "?", error.desc))
         else:
-            parts.append(desc)
+            parts.append(error.desc)
     if not parts:
         parts = [_one_line(e, 240) for e in sink.errors[-2:]] or ["no error was reported"]
-    message = "{} could not parse {}: {}".format(_label(caps), os.path.basename(onnx_path), "; ".join(parts))
-    if unsupported:
+    message = "{} could not parse {}: {}".format(_label(caps), _display_name(onnx_path), "; ".join(parts))
+    if any(e.unsupported for e in errors):
         message += " (this TensorRT has no importer or plugin for that op: replace or remove it in the model{})".format(
             "; TensorRT for RTX has no plugins" if caps.module == "tensorrt_rtx" else ""
         )
+    else:
+        found = diagnose([e.desc for e in errors] + list(sink.errors), TENSORRT)
+        if found is not None:  # the parser copies the weights: a full memory shows here first
+            message += " ({})".format(found.hint())
     return BuildError(message)
 
 
@@ -551,23 +597,27 @@ def _build_failure(
         details.insert(0, _one_line(exc, 300))
     detail = "; ".join(details) or "TensorRT returned no engine and logged no error"
     what = "a version-compatible engine for " if options.version_compatible else ""
-    message = "{} could not build {}{}: {}".format(_label(caps), what, os.path.basename(onnx_path), detail)
+    message = "{} could not build {}{}: {}".format(_label(caps), what, _display_name(onnx_path), detail)
     lower = detail.lower()
+    match = re.search(r"(\S+) has no runners", detail)
     if options.version_compatible and ("lean" in lower or "version compat" in lower):
         message += (
             " (BuilderFlag.VERSION_COMPATIBLE needs TensorRT's lean runtime library, which this {} install lacks:"
             " build without version_compatible)".format(caps.module)
         )
+    elif match:
+        message += " (layer '{}' has no implementation in {}: take that op out of the model{})".format(
+            match.group(1),
+            caps.module,
+            "; for NonMaxSuppression export without NMS or build with full TensorRT"
+            if "nonmaxsuppression" in lower
+            else "",
+        )
     else:
-        match = re.search(r"(\S+) has no runners", detail)
-        if match:
-            message += " (layer '{}' has no implementation in {}: take that op out of the model{})".format(
-                match.group(1),
-                caps.module,
-                "; for NonMaxSuppression export without NMS or build with full TensorRT"
-                if "nonmaxsuppression" in lower
-                else "",
-            )
+        # out of workspace, GPU or host memory: the cause and the flag to change
+        found = diagnose_build(errors, sink.warnings, options.workspace, exc)
+        if found is not None:
+            message += " ({})".format(found.hint())
     return BuildError(message)
 
 
@@ -637,6 +687,110 @@ def build_engine(
             logger.sink = None
 
 
+@dataclass
+class ParseReport:
+    """What TensorRT's ONNX parser made of a file, without building anything."""
+
+    capabilities: Capabilities
+    ok: bool
+    errors: List[ParserError]
+    #: layers in the network the parser made (of the nodes it took)
+    layers: int
+    warnings: List[str]
+
+
+def parse_onnx(
+    onnx_path: str, trt: Optional[ModuleType] = None, precision: str = "fp32", verbose: bool = False
+) -> ParseReport:
+    """Parse ``onnx_path`` the way :func:`build_engine` does, and stop there.
+
+    TensorRT 10 and TensorRT for RTX check every node before they import any
+    and report each one they refuse; TensorRT 8.x stops at the first. Some
+    ops parse but cannot be built (TensorRT for RTX: NonMaxSuppression "has no
+    runners"); parsing cannot tell those. TensorRT's own log stays out of the
+    ``trtedge`` logger unless ``verbose``: the errors are in the report.
+    """
+    if not os.path.isfile(onnx_path):
+        raise BuildError("ONNX file not found: {}".format(onnx_path))
+    mod = trt if trt is not None else import_trt()
+    caps = capabilities(mod)
+    options = BuildOptions(precision=precision)
+    _check_options(options)
+    with _BUILD_LOCK:
+        logger = _shared_logger(mod)
+        sink = _Sink(verbose, quiet=True)
+        logger.sink = sink
+        try:
+            parsed = _parse(mod, caps, logger, sink, onnx_path, options, _Emitter(None))
+            errors = [] if parsed.ok else parser_errors(parsed.parser, onnx_path)
+            if not parsed.ok and not errors:
+                errors = [ParserError("", "", _one_line(e, 240), "") for e in sink.errors[-2:]] or [
+                    ParserError("", "", "the parser failed and reported no error", "")]
+            try:
+                layers = int(parsed.network.num_layers)
+            except Exception:
+                layers = 0
+        finally:
+            logger.sink = None
+    return ParseReport(caps, parsed.ok, errors, layers, list(sink.warnings))
+
+
+class _Parsed(object):
+    """A network made from an ONNX file, and whether the parser took all of it."""
+
+    def __init__(self, builder: Any, network: Any, parser: Any, strongly_typed: bool, ok: bool) -> None:
+        self.builder = builder
+        self.network = network
+        self.parser = parser
+        self.strongly_typed = strongly_typed
+        self.ok = ok
+
+
+def _parse(
+    mod: ModuleType,
+    caps: Capabilities,
+    logger: Any,
+    sink: _Sink,
+    onnx_path: str,
+    options: BuildOptions,
+    emit: _Emitter,
+) -> _Parsed:
+    strongly = _decide_strongly_typed(caps, options)
+    creation = 0
+    if caps.explicit_batch_flag:
+        creation |= 1 << int(mod.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    if strongly and caps.strongly_typed_flag and not caps.strongly_typed_only:
+        # Strongly-typed-only modules (TensorRT 11, TensorRT for RTX) make every
+        # network strongly typed; 11.x ignores the flag, so it is not passed there.
+        creation |= 1 << int(mod.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+
+    try:
+        builder = mod.Builder(logger)  # type: trt.Builder
+    except Exception as exc:  # no CUDA context: the GPU's memory is full, or no driver
+        raise _build_failure(caps, onnx_path, sink, options, exc)
+    if builder is None:
+        raise _build_failure(caps, onnx_path, sink, options)
+    network = builder.create_network(creation)  # type: trt.INetworkDefinition
+    if caps.strongly_typed_flag and not caps.strongly_typed_only and hasattr(network, "get_flag"):
+        try:
+            strongly = bool(network.get_flag(mod.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+        except Exception:
+            pass
+
+    parser = mod.OnnxParser(network, logger)  # type: trt.OnnxParser
+    wants_portable = options.version_compatible or options.hardware_compat not in (None, "none")
+    if wants_portable and "NATIVE_INSTANCENORM" in _members(getattr(mod, "OnnxParserFlag", None)):
+        # portable engines cannot carry the InstanceNormalization plugin (8.6; default in 10.x)
+        parser.set_flag(mod.OnnxParserFlag.NATIVE_INSTANCENORM)
+    emit("Parsing {}".format(_display_name(onnx_path)))
+    if hasattr(parser, "parse_from_file"):
+        ok = parser.parse_from_file(os.path.abspath(onnx_path))
+    else:  # very old bindings: parse bytes, with the path for external data
+        with open(onnx_path, "rb") as handle:
+            ok = parser.parse(handle.read(), os.path.abspath(onnx_path))
+    return _Parsed(builder, network, parser, strongly, bool(ok))
+
+
 def _build(
     mod: ModuleType,
     caps: Capabilities,
@@ -648,47 +802,18 @@ def _build(
 ) -> BuildResult:
     started = time.monotonic()
     label = _label(caps)
-    name = os.path.basename(onnx_path)
+    name = _display_name(onnx_path)
     flags = {"module": caps.module, "precision": options.precision}  # type: Dict[str, object]
     def warn(text: str) -> None:
         sink.warnings.append(text)
         LOG.warning("%s", text)
 
-    strongly = _decide_strongly_typed(caps, options)
-
-    # ---- network
-    creation = 0
-    if caps.explicit_batch_flag:
-        creation |= 1 << int(mod.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    if strongly and caps.strongly_typed_flag and not caps.strongly_typed_only:
-        # Strongly-typed-only modules (TensorRT 11, TensorRT for RTX) make every
-        # network strongly typed; 11.x ignores the flag, so it is not passed there.
-        creation |= 1 << int(mod.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    parsed = _parse(mod, caps, logger, sink, onnx_path, options, emit)
+    if not parsed.ok:
+        raise _parse_failure(caps, parsed.parser, onnx_path, sink)
+    builder, network, strongly = parsed.builder, parsed.network, parsed.strongly_typed
     flags["explicit_batch"] = caps.explicit_batch_flag
-
-    builder = mod.Builder(logger)  # type: trt.Builder
-    network = builder.create_network(creation)  # type: trt.INetworkDefinition
-    if caps.strongly_typed_flag and not caps.strongly_typed_only and hasattr(network, "get_flag"):
-        try:
-            strongly = bool(network.get_flag(mod.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-        except Exception:
-            pass
     flags["strongly_typed"] = strongly
-
-    # ---- parse
-    parser = mod.OnnxParser(network, logger)  # type: trt.OnnxParser
-    wants_portable = options.version_compatible or options.hardware_compat not in (None, "none")
-    if wants_portable and "NATIVE_INSTANCENORM" in _members(getattr(mod, "OnnxParserFlag", None)):
-        # portable engines cannot carry the InstanceNormalization plugin (8.6; default in 10.x)
-        parser.set_flag(mod.OnnxParserFlag.NATIVE_INSTANCENORM)
-    emit("Parsing {}".format(name))
-    if hasattr(parser, "parse_from_file"):
-        parsed = parser.parse_from_file(os.path.abspath(onnx_path))
-    else:  # very old bindings: parse bytes, with the path for external data
-        with open(onnx_path, "rb") as handle:
-            parsed = parser.parse(handle.read(), os.path.abspath(onnx_path))
-    if not parsed:
-        raise _parse_failure(caps, parser, onnx_path, sink)
 
     config = builder.create_builder_config()  # type: trt.IBuilderConfig
 
@@ -808,7 +933,8 @@ def _apply_profile(
         if any(d < 0 for d in shape[1:]):
             raise BuildError(
                 "{} cannot build {}: input '{}' has dynamic dimensions besides the batch ({});"
-                " the spec must fix the input size".format(label, name, tensor.name, _shape_text(shape))
+                " the spec must fix the input size (a plain model: optimize_model.py -i INPUT.npy fixes it"
+                " from a sample batch)".format(label, name, tensor.name, _shape_text(shape))
             )
         if shape[0] < 0:
             dynamic.append((str(tensor.name), shape[1:]))

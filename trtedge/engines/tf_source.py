@@ -83,15 +83,33 @@ def convert(path: str, fmt: str, spec: Any, verbose: bool = False) -> Any:
     _check_path(path, fmt)
     tf, tf2onnx = _import_tf(fmt)
     with _tf_logs(verbose) as errors:
-        if fmt == "savedmodel":
-            loaded = _load_saved_model(tf, path)
-        elif fmt == "frozen_graph":
-            loaded = _load_frozen_graph(tf, path, spec)
-        else:
-            loaded = _load_keras(tf, path)
-        prepared = _prepare(tf, loaded, spec, path)
-        model = _to_onnx(tf2onnx, prepared, path, errors)
+        try:
+            if fmt == "savedmodel":
+                loaded = _load_saved_model(tf, path)
+            elif fmt == "frozen_graph":
+                loaded = _load_frozen_graph(tf, path, spec)
+            else:
+                loaded = _load_keras(tf, path)
+            prepared = _prepare(tf, loaded, spec, path)
+            model = _to_onnx(tf2onnx, prepared, path, errors)
+        except Exception as exc:
+            explained = _resource_error(exc, errors, "converting {}".format(path))
+            if explained is None:
+                raise
+            raise explained
     return model
+
+
+def _resource_error(exc: BaseException, logged: Sequence[str], doing: str) -> Optional[TrtedgeError]:
+    """TensorFlow out of GPU memory, cuDNN/cuBLAS that cannot start, a full disk: one line with the cause
+    and the flag to change (:mod:`trtedge.engines.diagnose`); None for anything else."""
+    from .diagnose import TENSORFLOW, diagnose, exception_texts
+
+    found = diagnose(exception_texts(exc) + list(logged), TENSORFLOW)
+    if found is None:
+        return None
+    line = next((ln.strip() for ln in found.line.splitlines() if ln.strip()), found.line)[:240]
+    return TrtedgeError("TensorFlow failed {}: {}".format(doing, line), hint=found.hint())
 
 
 # --------------------------------------------------------------------------- imports and logs
@@ -536,3 +554,101 @@ def _unconverted(model: Any) -> List[Tuple[str, str]]:
 
     walk(model.graph)
     return out
+
+
+# --------------------------------------------------------------------------- GPU memory and reference runs
+
+
+def configure_memory(growth: bool = False, limit_mb: Optional[int] = None, fmt: str = "savedmodel",
+                     tf: Any = None) -> List[str]:
+    """Set TensorFlow's GPU memory before anything in this process runs a TensorFlow op.
+
+    ``growth``: ``tf.config.experimental.set_memory_growth`` on every GPU (take
+    memory as needed instead of nearly all of it at start); ``limit_mb``: one
+    logical device with that much memory on every GPU. Returns notes for the
+    user. ``tf`` is for tests (a stand-in module).
+    """
+    if growth and limit_mb is not None:
+        raise TrtedgeError("give TensorFlow memory growth or a memory limit, not both")
+    if not growth and limit_mb is None:
+        return []
+    if limit_mb is not None and (isinstance(limit_mb, bool) or not isinstance(limit_mb, int) or limit_mb < 1):
+        raise TrtedgeError("the TensorFlow memory limit must be a whole number of MB of at least 1, not {!r}".format(
+            limit_mb))
+    if tf is None:
+        tf, _ = _import_tf(fmt)
+    what = "memory growth" if growth else "a {} MB memory limit".format(limit_mb)
+    gpus = list(tf.config.list_physical_devices("GPU"))
+    if not gpus:
+        return ["TensorFlow sees no GPU, so {} changes nothing (the conversion runs on the CPU)".format(what)]
+    try:
+        for gpu in gpus:
+            if growth:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            else:
+                tf.config.set_logical_device_configuration(
+                    gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=limit_mb)])
+    except (RuntimeError, ValueError) as exc:
+        raise TrtedgeError("cannot give TensorFlow {}: {}".format(what, _first_line(exc)),
+                           hint="TensorFlow had already started on the GPU; it must be set before TensorFlow "
+                                "runs anything")
+    return ["TensorFlow: {} on {} GPU{}".format(what, len(gpus), "" if len(gpus) == 1 else "s")]
+
+
+def run(path: str, fmt: str, array: Any, verbose: bool = False) -> Dict[str, Any]:
+    """The source model's own outputs for ``array`` (its only input), by the names its ONNX gets:
+    the signature's output names (SavedModel), the Keras output names (Keras file), TF tensor
+    names (frozen graph). What a converted model is checked against."""
+    if fmt not in FORMATS:
+        raise ModelError("unknown TensorFlow model format '{}'; known: {}".format(fmt, ", ".join(FORMATS)))
+    _check_path(path, fmt)
+    tf, _ = _import_tf(fmt)
+    with _tf_logs(verbose) as errors:
+        try:
+            if fmt == "savedmodel":
+                return _run_saved_model(tf, path, array)
+            if fmt == "keras":
+                return _run_keras(tf, path, array)
+            return _run_frozen_graph(tf, path, array)
+        except TrtedgeError:
+            raise
+        except Exception as exc:
+            explained = _resource_error(exc, errors, "running {}".format(path))
+            if explained is not None:
+                raise explained
+            raise ModelError("TensorFlow could not run {} on the input: {}".format(path, _first_line(exc)))
+
+
+def _one_input(names: Sequence[str], path: str) -> str:
+    if len(names) != 1:
+        raise ModelError("{} has {} inputs ({}); one input array can feed only a model with one input".format(
+            path, len(names), ", ".join(names)))
+    return names[0]
+
+
+def _run_saved_model(tf: Any, path: str, array: Any) -> Dict[str, Any]:
+    tags, key = _pick_signature(_read_saved_model_proto(path), path)
+    loaded = tf.saved_model.load(path, tags=tags)
+    fn = loaded.signatures[key]
+    name = _one_input(sorted(fn.structured_input_signature[1]), path)
+    dtype = fn.structured_input_signature[1][name].dtype
+    out = fn(**{name: tf.constant(array, dtype=dtype)})
+    return {k: v.numpy() for k, v in out.items()}
+
+
+def _run_keras(tf: Any, path: str, array: Any) -> Dict[str, Any]:
+    model = tf.keras.models.load_model(path, compile=False)
+    _one_input([str(getattr(t, "name", i)) for i, t in enumerate(model.inputs)], path)
+    flat = tf.nest.flatten(model(tf.constant(array, dtype=model.inputs[0].dtype), training=False))
+    names = list(getattr(model, "output_names", None) or [])
+    keys = names if len(names) == len(flat) else ["output_{}".format(i) for i in range(len(flat))]
+    return {k: (v.numpy() if hasattr(v, "numpy") else v) for k, v in zip(keys, flat)}
+
+
+def _run_frozen_graph(tf: Any, path: str, array: Any) -> Dict[str, Any]:
+    g = _load_frozen_graph(tf, path, None)
+    name = _one_input(g.inputs, path)
+    graph = _import_graph(tf, g.graph_def, path)
+    with tf.compat.v1.Session(graph=graph) as session:
+        values = session.run(list(g.outputs), feed_dict={name: array})
+    return dict(zip(g.outputs, values))

@@ -63,9 +63,18 @@ def remove_quietly(path: str) -> None:
 
 
 def write_atomic(path: str, data: Union[bytes, str]) -> None:
+    """Write ``data`` to ``path`` atomically. An ``OSError`` of the write (a full disk names
+    no file) gets ``path`` as its ``filename`` and ``bytes_to_write``, so its message can
+    say which file and how much room it needed."""
     mode = "wb" if isinstance(data, bytes) else "w"
-    with atomic_open(path, mode) as f:
-        f.write(data)
+    try:
+        with atomic_open(path, mode) as f:
+            f.write(data)
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = path
+        exc.bytes_to_write = len(data)  # type: ignore[attr-defined]
+        raise
 
 
 def _feed(h: Any, path: str) -> None:
