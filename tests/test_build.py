@@ -61,9 +61,10 @@ def test_second_build_reuses_and_force_rebuilds(tmp_path):
     assert os.stat(engine).st_mtime_ns == before
     forced = cli.run("build", spec, "--out", out, "--force")
     assert forced.returncode == 0 and "reusing" not in forced.stderr
+    forced_at = os.stat(engine).st_mtime_ns
     changed = cli.run("build", spec, "--out", out, "--batch", "2")  # other options: rebuild
     assert changed.returncode == 0 and "reusing" not in changed.stderr
-    assert os.stat(engine).st_mtime_ns == before  # the batch-1 engine is still there, untouched
+    assert os.stat(engine).st_mtime_ns == forced_at  # the batch-1 engine is still there, untouched
     m = json.loads((out / "tiny_anchor_free_fp32_b2.json").read_text())
     assert (m["build_options"]["min_batch"], m["build_options"]["opt_batch"], m["build_options"]["max_batch"]) == (1, 2, 2)
     assert not [f for f in os.listdir(out) if ".partial-" in f]
