@@ -117,7 +117,7 @@ def engine(tmp_path_factory):
     onnx.save(models.make("anchor_free"), str(d / "tiny.onnx"))
     proc = cli.run("build", d / "tiny.onnx", "--family", "none", "--out", d / "out", "--batch", "2")
     assert proc.returncode == 0, proc.stderr
-    return d / "out" / "tiny_fp32.bin"
+    return d / "out" / "tiny_fp32_b2.bin"
 
 
 def test_engine_file_prints_its_manifest_and_io(engine):
@@ -136,10 +136,10 @@ def test_engine_file_prints_its_manifest_and_io(engine):
 
 def test_engine_file_json_and_a_replaced_engine(engine, tmp_path):
     data = json.loads(cli.run("inspect", engine, "--json").stdout)
-    assert data["data"]["name"] == "tiny" and data["data"]["engine"]["file"] == "tiny_fp32.bin"
-    copy = tmp_path / "tiny_fp32.bin"
+    assert data["data"]["name"] == "tiny" and data["data"]["engine"]["file"] == "tiny_fp32_b2.bin"
+    copy = tmp_path / "tiny_fp32_b2.bin"
     copy.write_bytes(engine.read_bytes()[:-10])
-    (tmp_path / "tiny_fp32.json").write_bytes((engine.parent / "tiny_fp32.json").read_bytes())
+    (tmp_path / "tiny_fp32_b2.json").write_bytes((engine.parent / "tiny_fp32_b2.json").read_bytes())
     proc = cli.run("inspect", copy)
     assert proc.returncode == 0 and "truncated or replaced" in proc.stdout
 
