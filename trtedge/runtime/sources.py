@@ -349,7 +349,7 @@ class _LiveSource(Source):
     @property
     def join_timeout(self) -> float:
         """How long a call into OpenCV may block the grab thread (open, then one read)."""
-        return 2.0 * max(self._open_timeout, 1.0) + _GRACE
+        return 2.0 * self._open_timeout + _GRACE
 
     def _open(self, first: bool) -> Any:
         try:
@@ -514,7 +514,7 @@ def stop_grab_threads(say: Optional[Callable[[str], None]] = None) -> bool:
 
 def _capture_params(cv2: Any, open_timeout: float) -> List[int]:
     params: List[int] = []
-    ms = int(max(open_timeout, 1.0) * 1000)
+    ms = max(1, int(round(open_timeout * 1000)))
     for prop in ("CAP_PROP_OPEN_TIMEOUT_MSEC", "CAP_PROP_READ_TIMEOUT_MSEC"):
         if hasattr(cv2, prop):
             params += [int(getattr(cv2, prop)), ms]
