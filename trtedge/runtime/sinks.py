@@ -199,11 +199,12 @@ class WindowSink(Sink):
 LOW_SPACE_BYTES = 8 << 20
 
 
-def _space_error(path: str, what: str, exc: Optional[BaseException] = None) -> TrtedgeError:
+def _space_error(path: str, what: str, exc: Optional[BaseException] = None,
+                 kept: str = "nothing incomplete was kept under that name") -> TrtedgeError:
     reason = "no space left on device" if exc is None or getattr(exc, "errno", None) == errno.ENOSPC else (
         getattr(exc, "strerror", None) or str(exc))
     return TrtedgeError("cannot write {} {}: {}".format(what, path, reason),
-                        hint="free some space or write elsewhere; nothing incomplete was kept under that name")
+                        hint="free some space or write elsewhere; {}".format(kept))
 
 
 def free_bytes(directory: str) -> Optional[int]:
@@ -326,16 +327,20 @@ class VideoSink(Sink):
         if (image.shape[1], image.shape[0]) != self.size:
             image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
         try:
-            if self.written % 8 == 0:  # a statvfs is cheap, but not free
-                free = free_bytes(os.path.dirname(os.path.abspath(self.temp_path)))
-                if free is not None and free < max(LOW_SPACE_BYTES, 2 * self._frame_bytes):
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.path)
-            self._writer.write(image)
+            if self.written % 8 == 0 and self._low_space():  # a statvfs is cheap, but not free
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.path)
+            if self._writer.write(image) is False:  # OpenCV >= 5 says so; 4.x returns None
+                code = errno.ENOSPC if self._low_space() else errno.EIO
+                raise OSError(code, os.strerror(code), self.path)
         except OSError as exc:
             self._abandon()
             raise _space_error(self.path, "video", exc) from None
         self.written += 1
         return True
+
+    def _low_space(self) -> bool:
+        free = free_bytes(os.path.dirname(os.path.abspath(self.temp_path)))
+        return free is not None and free < max(LOW_SPACE_BYTES, 2 * self._frame_bytes)
 
     def _remove_temp(self) -> None:
         try:
@@ -560,7 +565,7 @@ class JsonLinesSink(Sink):
             handle.flush()
         except OSError as exc:
             self._cut_back()
-            raise _space_error(self.path, "JSON lines", exc) from None
+            raise _space_error(self.path, "JSON lines", exc, "the whole lines before it are kept") from None
         self._good += len(line.encode("utf-8"))
         self.written += 1
         return True
@@ -591,7 +596,7 @@ class JsonLinesSink(Sink):
             except OSError as exc:
                 self._file = handle
                 self._cut_back()
-                raise _space_error(self.path, "JSON lines", exc) from None
+                raise _space_error(self.path, "JSON lines", exc, "the whole lines before it are kept") from None
 
     def describe(self) -> Optional[str]:
         if not self.written or not self._owned:
