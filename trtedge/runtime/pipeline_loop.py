@@ -181,8 +181,9 @@ def run_loop(det: Any, sources: Sequence[Any], sinks: Sequence[Any], stats: Any,
     prepared frame: the newest) and, twice over, the writer's.
     """
     stop = threading.Event()
-    readers = [_Reader(src, det.prepare, max_frames, 1 if getattr(src, "live", False) else depth, stop)
-               for src in sources]
+    # a file's reader reads no more than can be used; a live one runs until the engine has enough
+    readers = [_Reader(src, det.prepare, None, 1, stop) if getattr(src, "live", False)
+               else _Reader(src, det.prepare, max_frames, depth, stop) for src in sources]
     here = [s for s in sinks if _in_main_thread(s)]
     # a synchronous backend has already run when submit returns: collecting is host work for the writer
     collect_here = bool(here) or bool(getattr(det, "asynchronous", True))
