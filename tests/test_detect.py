@@ -30,7 +30,7 @@ def engine(request, tmp_path_factory):
     out = tmp_path_factory.mktemp(request.param)
     proc = cli.run("build", request.param, "--out", out, "--batch", "2")
     assert proc.returncode == 0, proc.stderr
-    return proc.stdout.strip()  # the engine path build prints (with _b2: built for batch 2)
+    return proc.stdout.strip().splitlines()[-1]  # the engine path build prints (with _b2: built for batch 2)
 
 
 def iou(a, b):
@@ -66,13 +66,14 @@ def read_jsonl(path):
 
 def test_detect_video(engine, tmp_path):
     video = tmp_path / "shapes.mp4"
-    proc = cli.run("video", video, "--frames", "40", "--seed", "11", module="trtedge.datasets")
+    proc = cli.run("video", video, "--frames", "40", "--seed", "11", "--fps", "10", module="trtedge.datasets")
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "d.jsonl"
     saved = tmp_path / "annotated.mp4"
     proc = cli.run("detect", engine, "--source", video, "--json", out, "--save", saved)
     assert proc.returncode == 0, proc.stderr
     assert "frames   40" in proc.stderr and "latency  p50" in proc.stderr and "onnxrt" in proc.stderr
+    assert "wrote    {} (40 frames, 10 FPS), {} (40 lines)".format(saved, out) in proc.stderr
     rows = read_jsonl(out)
     assert [r["frame"] for r in rows] == list(range(40)) and rows[0]["source"] == "shapes.mp4"
     assert set(rows[0]) == {"source", "frame", "time", "detections"}
@@ -81,6 +82,7 @@ def test_detect_video(engine, tmp_path):
     assert r >= 0.9, "recall {:.3f}".format(r)
     cap = cv2.VideoCapture(str(saved))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 40
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(10.0)  # plays at the source's rate, not 30
     cap.release()
 
 
@@ -93,7 +95,9 @@ def test_detect_image_directory(engine, tmp_path):
     proc = cli.run("detect", engine, "--source", images, "--json", out, "--save-dir", tmp_path / "annotated")
     assert proc.returncode == 0, proc.stderr
     rows = read_jsonl(out)
-    assert len(rows) == 12 and len(os.listdir(tmp_path / "annotated")) == 12
+    assert len(rows) == 12 and sorted(os.listdir(tmp_path / "annotated")) == sorted(
+        n for n in os.listdir(images) if n.endswith(".png"))  # each image under its own name
+    assert [os.path.dirname(r["file"]) for r in rows] == [str(images)] * 12
     truth = [generate(5, i, (360, 300)) for i in range(12)]
     r = recall([((t.boxes, t.classes), row["detections"]) for t, row in zip(truth, rows)])
     assert r >= 0.9, "recall {:.3f}".format(r)
@@ -142,6 +146,9 @@ def test_bench_table_and_json(engine):
     assert all(r["p50_ms"] > 0 and r["throughput"] > 0 for r in data["rows"])
     if "shapes_yolo" in engine:  # its source is an ONNX file: the baseline row and the speed-up
         assert data["rows"][-1]["name"].startswith("source model") and data["speedup"] > 0
+        # the speed-up is the ratio of the engine's and the baseline's throughput, timed interleaved
+        assert data["speedup"] == pytest.approx(data["rows"][0]["throughput"] / data["rows"][-1]["throughput"],
+                                                rel=0.01)
 
 
 def test_bad_input(engine, tmp_path):

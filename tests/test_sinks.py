@@ -1,6 +1,7 @@
 """Sinks (trtedge.runtime.sinks): annotation, JSON lines, video, image files,
 the window refusal on a headless OpenCV, and run statistics."""
 
+import errno
 import json
 import os
 import re
@@ -192,3 +193,275 @@ def test_run_stats_empty_and_default_clock():
     stats = RunStats()
     latency = stats.record(time.time() - 0.05)
     assert 0.04 < latency < 5
+
+
+# --------------------------------------------------------------------------- nothing half-written
+
+
+class _FakeWriter:
+    """Stands in for cv2.VideoWriter: ``fail_at`` makes write number N raise (or return False)."""
+
+    def __init__(self, path, fourcc, fps, size, opened=True, fail_at=None, how="raise", garbage=False):
+        self.path, self.opened, self.fail_at, self.how, self.garbage = path, opened, fail_at, how, garbage
+        self.count = 0
+        if opened:
+            with open(path, "wb") as f:
+                f.write(b"\0" * 100)
+
+    def isOpened(self):
+        return self.opened
+
+    def write(self, image):
+        self.count += 1
+        if self.fail_at is not None and self.count >= self.fail_at:
+            if self.how == "raise":
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return False
+        return True
+
+    def release(self):
+        if self.garbage and self.opened:
+            with open(self.path, "wb") as f:  # what a writer leaves on a full disk: no moov atom
+                f.write(b"\0\0\0\x18ftypmp42" + os.urandom(4000))
+
+
+def _factory(**kwargs):
+    return lambda path, fourcc, fps, size: _FakeWriter(path, fourcc, fps, size, **kwargs)
+
+
+def _write_frames(sink, n):
+    for i in range(n):
+        frame, dets = _sample(i)
+        sink.write(frame, dets)
+
+
+def test_video_sink_creates_nothing_before_the_first_frame(tmp_path):
+    path = tmp_path / "new" / "dir" / "out.mp4"
+    sink = VideoSink(str(path), fps=10.0)
+    assert not (tmp_path / "new").exists()  # no directory either
+    _write_frames(sink, 3)
+    sink.close()
+    cap = cv2.VideoCapture(str(path))
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(10.0) and cap.get(cv2.CAP_PROP_FRAME_COUNT) == 3
+    cap.release()
+    assert sink.describe() == "{} (3 frames, 10 FPS)".format(path)
+
+
+@pytest.mark.parametrize("how", ["raise", "return False"])
+def test_video_sink_disk_full_while_writing(tmp_path, how):
+    final = tmp_path / "out.mp4"
+    final.write_bytes(b"the previous run")
+    sink = VideoSink(str(final), writer_factory=_factory(fail_at=4, how=how))  # OpenCV 5 returns False
+    with pytest.raises(TrtedgeError) as info:
+        _write_frames(sink, 6)
+    message = str(info.value)
+    assert message.startswith("cannot write video {}: ".format(final)) and "\n" not in message
+    # with space left, a failed write is an I/O error, not a full disk
+    assert ("no space left on device" if how == "raise" else "Input/output error") in message
+    assert not os.path.exists(sink.temp_path) and final.read_bytes() == b"the previous run"
+    sink.close()  # what the detect loop's clean-up does afterwards: nothing more happens
+    assert sorted(os.listdir(str(tmp_path))) == ["out.mp4"]
+
+
+def test_video_sink_stops_before_the_disk_is_full(tmp_path, monkeypatch):
+    sink = VideoSink(str(tmp_path / "out.mp4"), writer_factory=_factory())
+    _write_frames(sink, 8)
+    monkeypatch.setattr(sinks, "free_bytes", lambda d: sinks.LOW_SPACE_BYTES // 2)
+    with pytest.raises(TrtedgeError, match="no space left on device"):
+        _write_frames(sink, 8)
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_video_sink_full_disk_is_not_a_missing_encoder(tmp_path, monkeypatch):
+    sink = VideoSink(str(tmp_path / "out.mp4"), writer_factory=_factory(opened=False))
+    monkeypatch.setattr(sinks, "free_bytes", lambda d: 4096)
+    with pytest.raises(TrtedgeError) as info:
+        _write_frames(sink, 1)
+    assert "no space left on device" in str(info.value) and "encoder" not in str(info.value)
+    monkeypatch.setattr(sinks, "free_bytes", lambda d: 1 << 40)
+    sink = VideoSink(str(tmp_path / "out.mp4"), writer_factory=_factory(opened=False))
+    with pytest.raises(TrtedgeError, match="no encoder"):
+        _write_frames(sink, 1)
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_video_sink_keeps_nothing_that_does_not_read_back(tmp_path, monkeypatch):
+    monkeypatch.setattr(sinks, "free_bytes", lambda d: None)  # a file system that cannot say
+    final = tmp_path / "out.mp4"
+    sink = VideoSink(str(final), writer_factory=_factory(garbage=True))
+    _write_frames(sink, 5)
+    with pytest.raises(TrtedgeError, match="came out unreadable after 5 frames"):
+        sink.close()
+    assert os.listdir(str(tmp_path)) == [] and sink.describe() is None
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 1 MiB tmpfs (root only), unmounted afterwards."""
+    import subprocess
+
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root): {}".format(proc.stderr.decode()[:100]))
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+@pytest.mark.parametrize("watch", [True, False], ids=["free-space", "read-back"])
+def test_video_sink_on_a_really_full_disk(tiny_disk, monkeypatch, watch):
+    if not watch:  # OpenCV fails (or not) silently; the read-back at close must catch it
+        monkeypatch.setattr(sinks, "free_bytes", lambda d: None)
+        monkeypatch.setattr(VideoSink, "write", _write_without_checks)
+    rng = np.random.default_rng(0)
+    sink = VideoSink(str(tiny_disk / "out.mp4"), fps=10)
+    with pytest.raises(TrtedgeError) as info:
+        for i in range(400):  # noise does not compress: 1 MiB is full after ~200 frames
+            sink.write(Frame(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), i, 0.0, "x"), Detections.empty())
+        sink.close()
+    assert str(tiny_disk / "out.mp4") in str(info.value)
+    assert os.listdir(str(tiny_disk)) == []
+
+
+def _write_without_checks(self, frame, detections):
+    """VideoSink.write as an OpenCV 4.x sees it: no free-space watch, write() says nothing."""
+    if self._writer is None:
+        h, w = frame.image.shape[:2]
+        self.size, self._frame_bytes = (w, h), w * h * 3
+        self._writer = self._open(w, h)
+    self._writer.write(frame.image)
+    self.written += 1
+    return True
+
+
+def test_json_lines_created_lazily_and_cut_back_on_a_full_disk(tmp_path):
+    old = tmp_path / "d.jsonl"
+    old.write_text("previous\n")
+    sink = JsonLinesSink(str(old))
+    sink.close()
+    assert old.read_text() == "previous\n"  # a run that wrote no frame leaves the old file
+    fresh = tmp_path / "sub" / "new.jsonl"
+    JsonLinesSink(str(fresh)).close()
+    assert not (tmp_path / "sub").exists()
+
+    sink = JsonLinesSink(str(fresh))
+    frame, dets = _sample(0)
+    sink.write(frame, dets)
+    real = sink._file
+
+    class HalfLine:
+        def write(self, text):
+            real.write(text[: len(text) // 2])
+            real.flush()
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def flush(self):
+            pass
+
+        def close(self):
+            real.close()
+
+    sink._file = HalfLine()
+    with pytest.raises(TrtedgeError) as info:
+        sink.write(*_sample(1))
+    assert "cannot write JSON lines {}: no space left on device".format(fresh) in str(info.value)
+    lines = fresh.read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["frame"] == 0  # the torn line is gone
+    sink.close()
+
+
+def test_json_lines_name_the_image_file(tmp_path):
+    path = tmp_path / "d.jsonl"
+    with JsonLinesSink(str(path)) as sink:
+        frame, dets = _sample(0)
+        sink.write(frame._replace(source="imgs", file="imgs/cat 1.png"), dets)
+        sink.write(frame, dets)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert rows[0]["file"] == "imgs/cat 1.png" and rows[0]["source"] == "imgs"
+    assert list(rows[0]) == ["source", "frame", "file", "time", "detections"] and "file" not in rows[1]
+
+
+def test_image_dir_sink_keeps_file_names(tmp_path):
+    out = tmp_path / "annotated"
+    sink = ImageDirSink(str(out), names=sinks.image_names(["a/cam1/0001.jpg", "a/cam2/0001.jpg"]))
+    assert not out.exists()
+    frame, dets = _sample(0)
+    sink.write(frame._replace(file="imgs/cat.png"), dets)
+    sink.write(frame._replace(file="a/cam1/0001.jpg"), dets)
+    sink.write(frame._replace(file="a/cam2/0001.jpg"), dets)
+    sink.write(frame, dets)  # a video frame: label and index
+    assert sorted(os.listdir(str(out))) == ["cam1_0001.jpg", "cam2_0001.jpg", "cat.png",
+                                            "rtsp_cam_stream_1_000000.jpg"]
+    assert cv2.imread(str(out / "cat.png")).shape == (H, W, 3)
+    assert sink.describe() == "{}/ (4 images)".format(out)
+
+
+def test_image_names_and_video_paths():
+    assert sinks.image_names(["x/a.jpg", "y/b.png"]) == {"x/a.jpg": "a.jpg", "y/b.png": "b.png"}
+    assert sinks.video_paths("out.mp4", ["cam"]) == ["out.mp4"]
+    assert sinks.video_paths("o/out.mp4", ["a.mp4", "http://h:80/v.mjpg", "a.mp4", "camera0"]) == [
+        "o/out_a.mp4", "o/out_http_h_80_v.mp4", "o/out_a_2.mp4", "o/out_camera0.mp4"]
+
+
+def test_check_outputs(tmp_path):
+    src = tmp_path / "in.mp4"
+    src.write_bytes(b"x")
+    os.symlink(str(src), str(tmp_path / "link.mp4"))
+    os.link(str(src), str(tmp_path / "hard.mp4"))
+    inputs = [("the source", str(src))]
+    for same in (str(src), str(tmp_path / "link.mp4"), str(tmp_path / "hard.mp4"),
+                 str(tmp_path / "sub" / ".." / "in.mp4")):
+        with pytest.raises(TrtedgeError, match="is the source"):
+            sinks.check_outputs([("--save", same)], inputs)
+    with pytest.raises(TrtedgeError, match="--save .*x.mp4 and --json .*x.mp4 are the same file"):
+        sinks.check_outputs([("--save", str(tmp_path / "x.mp4")), ("--json", str(tmp_path / "x.mp4"))], inputs)
+    sinks.check_outputs([("--save", str(tmp_path / "out.mp4")), ("--json", str(tmp_path / "out.jsonl"))], inputs)
+
+
+def test_per_source_videos(tmp_path):
+    class Src:
+        def __init__(self, name, fps):
+            self.name, self.fps = name, fps
+
+    made = open_sinks(save=str(tmp_path / "out.mp4"), sources=[Src("a.mp4", 10.0), Src("b.mp4", None)])
+    frame, dets = _sample(0)
+    for k in range(3):
+        made[0].write(frame._replace(source="a.mp4", index=k), dets)
+    small = frame._replace(source="b.mp4", image=cv2.resize(frame.image, (160, 120)))
+    made[0].write(small, dets)
+    made[0].close()
+    sizes = {}
+    for name in ("out_a.mp4", "out_b.mp4"):
+        cap = cv2.VideoCapture(str(tmp_path / name))
+        sizes[name] = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_COUNT)),
+                       cap.get(cv2.CAP_PROP_FPS))
+        cap.release()
+    assert sizes == {"out_a.mp4": (W, 3, 10.0), "out_b.mp4": (160, 1, 30.0)}  # each its own size and rate
+
+
+def test_progress_line():
+    import io
+
+    log = io.StringIO()
+    p = sinks.Progress(log, every=5.0, tty=False)
+    start = p._start
+    p.update(10, 0, now=start + 1.0)  # too soon
+    p.update(60, 2, now=start + 5.0)
+    p.update(70, 2, now=start + 6.0)  # too soon
+    p.update(110, 3, now=start + 10.0)
+    p.finish()
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 2
+    assert re.match(r"\s+60 frames\s+12.0 FPS  dropped 2  5 s$", lines[0]), lines[0]
+    assert re.match(r"\s+110 frames\s+10.0 FPS  dropped 3  10 s$", lines[1]), lines[1]
+    term = io.StringIO()
+    p = sinks.Progress(term, tty=True)
+    assert p.every == 0.5
+    p.update(5, 0, now=p._start + 1.0)
+    p.update(9, 0, now=p._start + 2.0)
+    p.finish()
+    text = term.getvalue()
+    assert text.count("\r") == 3 and "\n" not in text and text.endswith("\r\033[K")

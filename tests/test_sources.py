@@ -305,3 +305,164 @@ def test_http_stream_that_never_opens():
     assert time.monotonic() - started < 6
     assert message.startswith("stream http://user:***@127.0.0.1:{}/video.mjpg could not be opened".format(port))
     assert "secret" not in message
+
+
+# --------------------------------------------------------------------------- streams that go silent
+
+
+class QuietServer:
+    """A loopback TCP server (bounded in time) for streams that stop talking.
+
+    Connection ``n`` (from 0) gets ``plan[n]`` MJPEG frames (the last entry
+    repeats), 30 ms apart, and is then held open without another byte; a
+    plan entry of ``None`` accepts and never answers at all (not even the
+    HTTP header). Everything stops after ``lifetime`` seconds.
+    """
+
+    def __init__(self, plan, lifetime=20.0):
+        import threading
+
+        self.plan = list(plan)
+        self.connections = 0
+        self.stopping = threading.Event()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.url = "http://127.0.0.1:{}/video.mjpg".format(self.port)
+        self.jpeg = cv2.imencode(".jpg", generate(2, 0, size=(120, 160))[0])[1].tobytes()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.timer = threading.Timer(lifetime, self.stopping.set)
+        self.timer.daemon = True
+        self.held = []
+
+    def _serve(self):
+        import threading
+
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            n = self.connections
+            self.connections += 1
+            self.held.append(conn)
+            threading.Thread(target=self._one, args=(conn, self.plan[min(n, len(self.plan) - 1)]),
+                             daemon=True).start()
+        for conn in self.held:
+            conn.close()
+        self.sock.close()
+
+    def _one(self, conn, frames):
+        if frames is None:
+            return  # accepted; never a byte
+        try:
+            conn.settimeout(2.0)
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=frame\r\n\r\n")
+            for _ in range(frames):
+                if self.stopping.is_set():
+                    return
+                conn.sendall(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                             + str(len(self.jpeg)).encode() + b"\r\n\r\n" + self.jpeg + b"\r\n")
+                time.sleep(0.03)
+        except OSError:
+            pass  # then held open, silent, until the server stops
+
+    def __enter__(self):
+        self.thread.start()
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.timer.cancel()
+        self.stopping.set()
+        self.thread.join(5)
+
+
+@pytest.mark.parametrize("scheme", ["http", "rtsp"])
+def test_stream_that_accepts_and_never_answers_times_out(scheme):
+    with QuietServer([None]) as server:
+        url = "{}://127.0.0.1:{}/x".format(scheme, server.port)
+        started = time.monotonic()
+        message = _one_line_error(url, open_timeout=1.0)
+        waited = time.monotonic() - started
+        assert sources.stop_grab_threads()  # the grab thread came back from OpenCV: nothing left at exit
+    assert message.startswith("stream {} ".format(url)) and "gave no frame" in message
+    assert 0.9 < waited < 5, waited
+
+
+def test_stream_that_goes_silent_reconnects():
+    # 6 frames, then the connection stays open and silent; the next connection streams normally
+    with QuietServer([6, 300]) as server:
+        src = open_source(server.url, open_timeout=1.0, max_reconnect_seconds=0.5)
+        try:
+            frames, started = [], time.monotonic()
+            while time.monotonic() - started < 10 and not (src.reconnects >= 1 and len(frames) >= 12):
+                frame = src.read(timeout=0.5)
+                if frame is not None:
+                    frames.append((time.monotonic() - started, frame))
+        finally:
+            src.close()
+    assert src.reconnects >= 1 and server.connections >= 2
+    gaps = [b[0] - a[0] for a, b in zip(frames, frames[1:])]
+    assert max(gaps) >= 0.9  # the silence, cut short by the timeout ...
+    assert frames[-1][0] < 8  # ... not waited out
+    assert len(frames) >= 12
+
+
+def test_process_exits_cleanly_with_a_grab_thread_inside_opencv(tmp_path):
+    """Python ending while a grab thread is still inside OpenCV must not abort
+    ("terminate called without an active exception", exit 134)."""
+    import os
+    import subprocess
+    import sys
+
+    import cli
+
+    code = """
+import sys, time
+from trtedge.runtime.sources import open_source, SourceError
+
+class SlowTeardown:  # keeps the interpreter finalising while grab threads come back from OpenCV
+    def __del__(self):
+        time.sleep(1.5)
+
+keep = SlowTeardown()
+if sys.argv[1] == "silent":
+    try:
+        open_source(sys.argv[2], open_timeout=0.5)
+    except SourceError as exc:
+        print("refused:", exc)
+else:
+    src = open_source(sys.argv[2], open_timeout=5.0)   # a working stream, never closed
+    assert src.read(timeout=5.0) is not None
+    print("leaving")
+"""
+    with QuietServer([None]) as silent, QuietServer([100000]) as live:
+        for case, url, says in (("silent", silent.url, "refused:"), ("live", live.url, "leaving")):
+            proc = subprocess.run([sys.executable, "-c", code, case, url], capture_output=True, text=True,
+                                  timeout=60, cwd=str(tmp_path), env=dict(os.environ, PYTHONPATH=cli.ROOT))
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            assert says in proc.stdout and "terminate called" not in proc.stderr
+
+
+def test_plan_source_opens_nothing(tmp_path, images, video):
+    plan = sources.plan_source(str(images))
+    assert plan.kind == "images" and plan.name == images.name and plan.directory == str(images)
+    assert [p.rsplit("/", 1)[-1] for p in plan.paths] == ["img0.png", "img1.png", "img2.png", "img3.png",
+                                                          "img10.png"]
+    assert sources.plan_source(video).paths == (video,) and sources.plan_source(video).name == "shapes.mp4"
+    assert sources.plan_source("http://u:pw@cam/x").name == "http://u:***@cam/x"
+    assert sources.plan_source("0").live and sources.plan_source("0").name == "camera0"
+    assert sources.plan_source("csi://1").name == "csi1"
+    with pytest.raises(SourceError, match="does not exist"):
+        sources.plan_source(str(tmp_path / "nope.mp4"))
+
+
+def test_image_frames_carry_their_file_and_videos_their_fps(images, video):
+    frames = list(open_source(str(images)))
+    assert [f.file for f in frames] == list(sources.plan_source(str(images)).paths)
+    with open_source(video) as src:
+        assert src.fps == pytest.approx(30.0) and src.read().file is None

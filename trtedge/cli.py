@@ -149,8 +149,12 @@ def _register_more(sub: Any) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = make_parser()
-    args = parser.parse_args(argv)
+    try:  # Ctrl-C while the subcommands load: one line, like everywhere else
+        parser = make_parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        sys.stderr.write("trtedge: interrupted\n")
+        return 130
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if not args.command:

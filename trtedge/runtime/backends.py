@@ -31,8 +31,10 @@ def trt_runtime_available(module: str) -> Tuple[bool, str]:
 
 
 def open_backend(engine_path: str, manifest: Manifest, kind: str = "auto", cuda: str = "cuda-python",
-                 cuda_graph: bool = False, say: Any = None, trust_plugins: bool = False) -> Backend:
-    """The backend for an engine and its manifest (the engine already checked)."""
+                 cuda_graph: bool = False, say: Any = None, trust_plugins: bool = False,
+                 threads: Any = None) -> Backend:
+    """The backend for an engine and its manifest (the engine already checked).
+    ``threads``: ONNX Runtime's intra-op threads (None: its default)."""
     if kind not in BACKENDS:
         raise TrtedgeError("unknown backend '{}'; allowed: {}".format(kind, ", ".join(BACKENDS)))
     module = manifest.tensorrt.module if manifest.tensorrt else "tensorrt"
@@ -51,4 +53,4 @@ def open_backend(engine_path: str, manifest: Manifest, kind: str = "auto", cuda:
     directory = os.path.dirname(os.path.abspath(engine_path))
     from .onnxrt_backend import OnnxRuntimeBackend
 
-    return OnnxRuntimeBackend(verify_file(directory, manifest.onnxrt, "engine ONNX"))
+    return OnnxRuntimeBackend(verify_file(directory, manifest.onnxrt, "engine ONNX"), threads=threads)

@@ -15,7 +15,7 @@ caller's choice: ``trtedge.rebuild`` or ``detect --rebuild``).
 
 import logging
 import os
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -25,10 +25,25 @@ from . import compat
 from .backend import Backend
 from .backends import open_backend
 from .detections import Detections
-from .postprocess import detections_from_outputs, fit_into, to_frame
+from .postprocess import Fit, detections_from_outputs, fit_into, to_frame
 
 
 log = logging.getLogger("trtedge")
+
+
+class Prepared(NamedTuple):
+    """A frame fitted to the engine's input (:meth:`Detector.prepare`), ready for
+    :meth:`Detector.submit_prepared`."""
+
+    input: np.ndarray  # uint8 [h, w, 3], the engine's input size
+    fit: Fit
+
+
+def _check_frame(frame: Any) -> None:
+    if not (isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.shape[2] == 3
+            and frame.dtype == np.uint8 and frame.shape[0] > 0 and frame.shape[1] > 0):
+        raise TrtedgeError("frames must be non-empty BGR uint8 arrays of shape (height, width, 3); got "
+                           "{} {}".format(getattr(frame, "dtype", type(frame).__name__), getattr(frame, "shape", "")))
 
 
 class Detector(object):
@@ -40,13 +55,15 @@ class Detector(object):
     ``only``: label names to keep. ``trust_plugins``: accept engines that run
     code they carry (plugin libraries, version-compatible engines).
     ``checked``: a :func:`compat.check_engine` result the caller already has.
+    ``threads``: ONNX Runtime's intra-op threads (default: its own choice,
+    every core; leave one free when another thread decodes frames).
     What it chose (backend, NMS form) is logged on the ``trtedge`` logger.
     """
 
     def __init__(self, engine: str, backend: str = "auto", conf: Optional[float] = None,
                  only: Optional[Sequence[str]] = None, trust_plugins: bool = False, cuda: str = "cuda-python",
                  cuda_graph: bool = False, say: Optional[Callable[[str], None]] = None,
-                 checked: Optional[compat.CheckResult] = None) -> None:
+                 checked: Optional[compat.CheckResult] = None, threads: Optional[int] = None) -> None:
         self.backend = None  # type: Optional[Backend]
         if not isinstance(engine, (str, os.PathLike)):
             raise TrtedgeError("Detector: engine must be a path to an engine file, not {}".format(
@@ -55,6 +72,8 @@ class Detector(object):
         if conf is not None and (isinstance(conf, bool) or not isinstance(conf, (int, float))
                                  or not 0.0 <= conf <= 1.0):
             raise TrtedgeError("Detector: conf must be a number between 0 and 1, not {!r}".format(conf))
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise TrtedgeError("Detector: threads must be a whole number >= 1, not {!r}".format(threads))
         if only is not None and (isinstance(only, str) or not all(isinstance(o, str) for o in only)):
             raise TrtedgeError("Detector: only must be a list of label names, not {!r}".format(only))
         self.engine_path = engine
@@ -89,10 +108,18 @@ class Detector(object):
         self.input_name = inp.name
         self.max_batch = m.max_batch
         self.backend = open_backend(engine, m, backend, cuda=cuda, cuda_graph=cuda_graph, say=tell,
-                                    trust_plugins=trust_plugins)
+                                    trust_plugins=trust_plugins, threads=threads)
         self._backend_name = self.backend.name
         log.info("Detector: %s on %s, NMS form '%s', input %dx%d (%s), max batch %d", engine, self.backend.name,
                  self.form, self.width, self.height, self.resize, self.max_batch)
+
+    @property
+    def asynchronous(self) -> bool:
+        """Does the backend return from ``submit`` before the engine is done (TensorRT)?
+        A synchronous one (ONNX Runtime) has already run; :meth:`collect` is then
+        host work only, safe in another thread."""
+        backend = self._backend()
+        return bool(getattr(backend, "asynchronous", type(backend).submit is not Backend.submit))
 
     def backend_is_dynamic(self) -> bool:
         return not isinstance(self.manifest.input.shape[0], int) if self.manifest.input.shape else True
@@ -132,14 +159,33 @@ class Detector(object):
         buf = backend.input_buffer(self.input_name, batch)
         fits = []
         for k, frame in enumerate(frames):
-            if not (isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.shape[2] == 3
-                    and frame.dtype == np.uint8 and frame.shape[0] > 0 and frame.shape[1] > 0):
-                raise TrtedgeError("frames must be non-empty BGR uint8 arrays of shape (height, width, 3); got "
-                                   "{} {}".format(getattr(frame, "dtype", type(frame).__name__),
-                                                  getattr(frame, "shape", "")))
+            _check_frame(frame)
             fits.append(fit_into(frame[..., ::-1] if self.swap_rb else frame, buf[k], self.resize, self.pad_value,
                                  self.align))
         return fits, backend.submit({self.input_name: buf})
+
+    def prepare(self, frame: np.ndarray) -> Prepared:
+        """Fit one frame into a new array of the engine's input size, touching no state
+        of the Detector: safe in another thread while the engine runs (this is
+        what ``trtedge detect``'s reader thread does)."""
+        _check_frame(frame)
+        out = np.empty((self.height, self.width, 3), np.uint8)
+        fit = fit_into(frame[..., ::-1] if self.swap_rb else frame, out, self.resize, self.pad_value, self.align)
+        return Prepared(out, fit)
+
+    def submit_prepared(self, items: Sequence[Prepared]) -> Any:
+        """:meth:`submit` for frames already :meth:`prepare` d: one copy each into the input."""
+        n = len(items)
+        if not 1 <= n <= self.max_batch:
+            raise TrtedgeError("submit takes 1 to {} frames, not {}".format(self.max_batch, n))
+        backend = self._backend()
+        batch = n if self.backend_is_dynamic() else self.max_batch
+        if n == 1 and batch == 1:  # the prepared array itself, as a batch of one: no copy here
+            return [items[0].fit], backend.submit({self.input_name: items[0].input[None]})
+        buf = backend.input_buffer(self.input_name, batch)
+        for k, item in enumerate(items):
+            buf[k] = item.input
+        return [item.fit for item in items], backend.submit({self.input_name: buf})
 
     def collect(self, ticket: Any) -> List[Detections]:
         """Wait for a :meth:`submit`; one :class:`Detections` per frame."""

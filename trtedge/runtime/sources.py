@@ -15,12 +15,25 @@ Two kinds of source behave differently:
 * live sources (cameras, RTSP/HTTP streams, GStreamer pipelines) are read by
   a grab thread that keeps only the newest frame, so a slow detector always
   sees a fresh frame; frames it replaced before they were read are counted in
-  :attr:`Source.dropped`. A stream that fails is reopened with exponential
-  backoff (``reconnect=True``) while :meth:`Source.read` keeps waiting.
+  :attr:`Source.dropped`. A stream that fails, or that stays silent for
+  ``open_timeout`` seconds (a server that accepts and never sends), is
+  reopened with exponential backoff (``reconnect=True``) while
+  :meth:`Source.read` keeps waiting.
+
+Grab threads sit inside OpenCV (C++) while they wait on a device or a
+socket; a thread that returns from there while Python shuts down aborts the
+process ("terminate called without an active exception"). So every grab
+thread is stopped and joined by :meth:`Source.close` and, for whatever is
+still running, by an ``atexit`` hook, each within its stream's own timeout.
+
+:func:`plan_source` resolves what a text names (its label, the files it
+reads) without opening anything, so that outputs can be checked against
+inputs before anything is opened.
 
 OpenCV (``cv2``) is imported only when a source is opened.
 """
 
+import atexit
 import glob
 import logging
 import os
@@ -28,6 +41,7 @@ import re
 import sys
 import threading
 import time
+import weakref
 from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
@@ -39,6 +53,9 @@ from ..jetson import gstreamer
 __all__ = [
     "Frame",
     "SourceError",
+    "SourcePlan",
+    "plan_source",
+    "stop_grab_threads",
     "Source",
     "open_source",
     "require_cv2",
@@ -59,6 +76,9 @@ FORMS = ("a camera index (0) or /dev/videoN, csi://N?width=&height=&fps=&flip=, 
 
 _BACKOFF_START = 0.25
 _POLL = 0.5  # a blocking read wakes this often, so Ctrl-C is never held up
+_GRACE = 0.5  # beyond a stream's own timeout, for OpenCV to return from it
+#: frame rates outside this range (0, NaN, 1000 from a broken header) are not believed
+_FPS_RANGE = (0.5, 480.0)
 
 
 class Frame(NamedTuple):
@@ -69,6 +89,7 @@ class Frame(NamedTuple):
     index: int  # type: ignore[assignment]  # (the field shadows tuple.index)
     time: float  # time.time() when it was captured
     source: str  # the source's label (Source.name)
+    file: Optional[str] = None  # the image file it came from (image sources), else None
 
 
 class SourceError(TrtedgeError):
@@ -113,6 +134,14 @@ def _natural_key(path: str) -> List[Any]:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"([0-9]+)", path)]
 
 
+def _sane_fps(value: Any) -> Optional[float]:
+    try:
+        fps = float(value)
+    except (TypeError, ValueError):
+        return None
+    return fps if _FPS_RANGE[0] <= fps <= _FPS_RANGE[1] else None
+
+
 # --------------------------------------------------------------------------- base
 
 
@@ -120,15 +149,18 @@ class Source:
     """Frames from one place; iterate it, or call :meth:`read` until it returns None.
 
     Attributes: ``name`` (the label written with each frame), ``live`` (a
-    camera or stream read by a grab thread), ``frames`` (frames delivered by
-    :meth:`read`), ``dropped`` (frames the grab thread replaced before they
-    were read), ``reconnects`` (times a failed stream was opened again).
+    camera or stream read by a grab thread), ``fps`` (the frame rate the
+    source reports, None when it has none or reports nonsense), ``frames``
+    (frames delivered by :meth:`read`), ``dropped`` (frames the grab thread
+    replaced before they were read), ``reconnects`` (times a failed stream
+    was opened again).
     """
 
     live = False
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self.fps = None  # type: Optional[float]
         self.frames = 0
         self.dropped = 0
         self.reconnects = 0
@@ -192,6 +224,7 @@ class _VideoFile(Source):
         self._cap = self._cv2.VideoCapture(self.path)
         if not self._cap.isOpened():
             return None
+        self.fps = _sane_fps(self._cap.get(self._cv2.CAP_PROP_FPS))
         ok, image = self._cap.read()
         return image if ok and image is not None else None
 
@@ -245,7 +278,7 @@ class _ImageList(Source):
                 LOG.warning("skipping %s: not a readable image", path)
                 continue
             self._decoded_this_pass = True
-            frame = Frame(image, self._index, time.time(), self.name)
+            frame = Frame(image, self._index, time.time(), self.name, path)
             self._index += 1
             self.frames += 1
             return frame
@@ -263,6 +296,9 @@ class _LiveSource(Source):
     called in the grab thread, first at construction (which waits up to
     ``open_timeout`` for a first frame and raises :class:`SourceError` with
     ``failure()`` if none comes), then after each failure of the stream.
+    ``open_timeout`` is also what OpenCV is told to wait for a stream to
+    connect and for each frame, so a stream that goes silent counts as
+    dropped after that long, and a blocked grab thread returns within it.
     """
 
     live = True
@@ -283,25 +319,37 @@ class _LiveSource(Source):
         self._first_error: Optional[str] = None
         self._started = False  # a first frame arrived
         self._thread = threading.Thread(target=self._run, name="trtedge-grab-{}".format(name), daemon=True)
+        _track(self)
         self._thread.start()
-        deadline = time.monotonic() + self._open_timeout
-        with self._cond:
-            while not self._started and not self._finished:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(min(left, _POLL))
-            started, error = self._started, self._first_error
+        try:
+            # the grab thread's own open gives up after open_timeout; a little longer here lets its
+            # (more precise) reason arrive first
+            deadline = time.monotonic() + self._open_timeout + _GRACE
+            with self._cond:
+                while not self._started and not self._finished:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(min(left, _POLL))
+                started, error = self._started, self._first_error
+        except BaseException:  # Ctrl-C while waiting: stop the thread (joined at exit), then pass it on
+            self.close(wait=False)
+            raise
         if not started:
-            self._stop.set()  # the thread exits when its open/read returns
+            self.close(wait=False)  # the thread ends when OpenCV returns; stop_grab_threads joins it at exit
             if error is None:
-                error = "{} gave no frame within {:g} s (open_timeout)".format(name, self._open_timeout)
+                error = "{} gave no frame within {:g} s (the stream timeout)".format(name, self._open_timeout)
             raise SourceError(error)
 
     @property
     def ended(self) -> bool:
         with self._cond:
             return self._closed or (self._finished and self._slot is None)
+
+    @property
+    def join_timeout(self) -> float:
+        """How long a call into OpenCV may block the grab thread (open, then one read)."""
+        return 2.0 * self._open_timeout + _GRACE
 
     def _open(self, first: bool) -> Any:
         try:
@@ -314,6 +362,11 @@ class _LiveSource(Source):
             cap = None
         if cap is None and first:
             self._first_error = self._failure()
+        if cap is not None and self.fps is None:
+            try:
+                self.fps = _sane_fps(cap.get(require_cv2().CAP_PROP_FPS))
+            except Exception:
+                pass
         return cap
 
     def _publish(self, image: np.ndarray) -> None:
@@ -352,7 +405,8 @@ class _LiveSource(Source):
                 if not self._reconnect:
                     LOG.info("%s ended", self.name)
                     break
-                LOG.warning("%s: stream lost; reconnecting", self.name)
+                LOG.warning("%s: stream lost (ended, failed, or silent for %g s); reconnecting", self.name,
+                            self._open_timeout)
                 attempt = 0
                 while cap is None and not self._stop.wait(delay):
                     attempt += 1
@@ -365,6 +419,8 @@ class _LiveSource(Source):
                             self.reconnects += 1
                         LOG.warning("%s: reconnected (attempt %d, %d reconnects so far)",
                                     self.name, attempt, self.reconnects)
+                if cap is not None and self._stop.is_set():
+                    break
         finally:
             if cap is not None:
                 cap.release()
@@ -392,15 +448,65 @@ class _LiveSource(Source):
                         return None
                     self._cond.wait(min(left, _POLL))
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """Stop the grab thread; with ``wait``, join it (it returns from OpenCV within
+        :attr:`join_timeout`). The capture is released by the grab thread itself."""
         self._stop.set()
         with self._cond:
             self._closed = True
             self._slot = None
             self._cond.notify_all()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            # a read blocked in the backend returns within its own timeout; the thread is a daemon
-            self._thread.join(timeout=2.0)
+        if wait:
+            self.join(self.join_timeout)
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the grab thread; True when it has ended."""
+        if self._thread is threading.current_thread():
+            return False
+        self._thread.join(timeout=max(0.0, timeout))
+        return not self._thread.is_alive()
+
+
+# live sources whose grab thread may still be running, for stop_grab_threads
+_RUNNING = weakref.WeakSet()  # type: Any
+_RUNNING_LOCK = threading.Lock()
+_HOOKED = [False]
+
+
+def _track(source: "_LiveSource") -> None:
+    with _RUNNING_LOCK:
+        _RUNNING.add(source)
+        if not _HOOKED[0]:
+            _HOOKED[0] = True
+            atexit.register(stop_grab_threads)
+
+
+def stop_grab_threads(say: Optional[Callable[[str], None]] = None) -> bool:
+    """Stop every grab thread still running and wait for each within its stream's
+    timeout. Runs at interpreter exit; True when none is left.
+
+    A second Ctrl-C while waiting ends the process at once (exit 130): an
+    immediate exit is safe, a thread returning into a finalising interpreter
+    is not.
+    """
+    with _RUNNING_LOCK:
+        running = [s for s in list(_RUNNING) if s._thread.is_alive()]
+    for src in running:
+        src.close(wait=False)
+    left = True
+    try:
+        for src in running:
+            bound = src.join_timeout
+            if not src.join(min(1.0, bound)):
+                if say is not None:
+                    say("waiting up to {:.0f} s for {} to close".format(bound, src.name))
+                left = src.join(bound) and left
+    except KeyboardInterrupt:
+        sys.stderr.write("trtedge: interrupted\n")
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(130)
+    return left
 
 
 # --------------------------------------------------------------------------- openers
@@ -408,7 +514,7 @@ class _LiveSource(Source):
 
 def _capture_params(cv2: Any, open_timeout: float) -> List[int]:
     params: List[int] = []
-    ms = int(max(open_timeout, 1.0) * 1000)
+    ms = max(1, int(round(open_timeout * 1000)))
     for prop in ("CAP_PROP_OPEN_TIMEOUT_MSEC", "CAP_PROP_READ_TIMEOUT_MSEC"):
         if hasattr(cv2, prop):
             params += [int(getattr(cv2, prop)), ms]
@@ -586,54 +692,101 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _GLOB = re.compile(r"[*?\[]")
 
 
-def open_source(text: str, loop: bool = False, reconnect: bool = True, max_reconnect_seconds: float = 8.0,
-                open_timeout: float = 10.0) -> Source:
-    """Open what ``text`` names (see the module docstring for the accepted forms).
+class SourcePlan(NamedTuple):
+    """What a source text names, resolved without opening anything."""
 
-    ``loop`` starts videos and image lists over at their end. For live
-    sources, ``reconnect`` reopens a failed stream (waiting 0.25 s, doubling
-    up to ``max_reconnect_seconds`` between tries) instead of ending, and
-    ``open_timeout`` bounds the wait for the first frame. Anything that cannot
-    be opened raises a one-line :class:`SourceError`.
-    """
+    text: str
+    #: pipeline | csi | stream | camera | images | file
+    kind: str
+    #: the label its frames carry (Source.name)
+    name: str
+    #: the files it reads (a video, images), as found
+    paths: Tuple[str, ...] = ()
+    #: the directory of a directory source
+    directory: Optional[str] = None
+
+    @property
+    def live(self) -> bool:
+        return self.kind in ("pipeline", "csi", "stream", "camera")
+
+
+def plan_source(text: str) -> SourcePlan:
+    """Resolve ``text`` (see the module docstring) into a :class:`SourcePlan`: which kind
+    of source, its label, and the files it would read. Opens nothing; raises a
+    one-line :class:`SourceError` for what cannot be a source."""
     text = str(text).strip()
     if not text:
         raise SourceError("no source given; accepted: {}".format(FORMS))
-    live: Dict[str, Any] = dict(reconnect=reconnect, max_reconnect_seconds=max_reconnect_seconds,
-                                open_timeout=open_timeout)
     if text.lower().startswith("gst:") or " ! " in text:
-        return _pipeline(text, **live)
+        return SourcePlan(text, "pipeline", "gstreamer")
     match = _SCHEME.match(text)
     if match:
         scheme = match.group(1).lower()
         if scheme == "csi":
-            return _csi(text, **live)
+            try:
+                params = gstreamer.parse_csi_url(text)
+            except SourceError:
+                raise
+            except TrtedgeError as exc:
+                raise SourceError(str(exc)) from None
+            return SourcePlan(text, "csi", "csi{}".format(params.get("sensor_id", 0)))
         if scheme in ("rtsp", "rtsps", "http", "https"):
-            return _stream(text, **live)
+            return SourcePlan(text, "stream", _redact(text))
         if scheme == "file":
-            return open_source(urlsplit(text).path, loop=loop, **live)
+            return plan_source(urlsplit(text).path)
         raise SourceError("unknown source scheme '{}://' in {}; accepted: {}".format(
             match.group(1), _redact(text), FORMS))
     if text.isdigit() or re.fullmatch(r"/dev/video[0-9]+", text):
-        return _camera(text, **live)
+        return SourcePlan(text, "camera", "camera{}".format(text) if text.isdigit() else text)
     path = os.path.expanduser(text)
     if os.path.isdir(path):
         paths = _images_in(path)
         if not paths:
             raise SourceError("directory {} holds no images ({})".format(text, ", ".join(IMAGE_EXTENSIONS)))
-        return _ImageList(os.path.basename(os.path.normpath(path)) or path, paths, loop)
+        return SourcePlan(text, "images", os.path.basename(os.path.normpath(path)) or path, tuple(paths), path)
     if os.path.isfile(path):
-        return _existing_file(path, loop)
+        return SourcePlan(text, "file", os.path.basename(path) or path, (path,))
     if _GLOB.search(text):
         matched = sorted(glob.glob(path), key=_natural_key)
         paths = [p for p in matched if os.path.isfile(p) and p.lower().endswith(IMAGE_EXTENSIONS)]
         if not paths:
             raise SourceError("pattern {} matches no images ({} file(s) matched, images are {})".format(
                 text, len(matched), ", ".join(IMAGE_EXTENSIONS)))
-        return _ImageList(text, paths, loop)
+        return SourcePlan(text, "images", text, tuple(paths))
     if os.path.exists(path):
         raise SourceError("{} is not a file or directory that can be read as frames".format(text))
     ext = os.path.splitext(text)[1].lower()
     if ext in VIDEO_EXTENSIONS or ext in IMAGE_EXTENSIONS:
         raise SourceError("{} file {} does not exist".format("video" if ext in VIDEO_EXTENSIONS else "image", text))
     raise SourceError("source {} does not exist (no such file or directory); accepted: {}".format(text, FORMS))
+
+
+def open_source(text: Any, loop: bool = False, reconnect: bool = True, max_reconnect_seconds: float = 8.0,
+                open_timeout: float = 10.0) -> Source:
+    """Open what ``text`` names (see the module docstring for the accepted forms),
+    or the :class:`SourcePlan` that :func:`plan_source` made of it.
+
+    ``loop`` starts videos and image lists over at their end. For live
+    sources, ``reconnect`` reopens a failed stream (waiting 0.25 s, doubling
+    up to ``max_reconnect_seconds`` between tries) instead of ending, and
+    ``open_timeout`` bounds the wait for the first frame, for a stream to
+    connect, and for each frame of a running stream (a silent stream counts
+    as dropped after that long). Anything that cannot be opened raises a
+    one-line :class:`SourceError`.
+    """
+    plan = text if isinstance(text, SourcePlan) else plan_source(text)
+    if not open_timeout or open_timeout <= 0:
+        raise SourceError("the stream timeout must be > 0 seconds, not {!r}".format(open_timeout))
+    live: Dict[str, Any] = dict(reconnect=reconnect, max_reconnect_seconds=max_reconnect_seconds,
+                                open_timeout=open_timeout)
+    if plan.kind == "pipeline":
+        return _pipeline(plan.text, **live)
+    if plan.kind == "csi":
+        return _csi(plan.text, **live)
+    if plan.kind == "stream":
+        return _stream(plan.text, **live)
+    if plan.kind == "camera":
+        return _camera(plan.text, **live)
+    if plan.kind == "images":
+        return _ImageList(plan.name, plan.paths, loop)
+    return _existing_file(plan.paths[0], loop)
