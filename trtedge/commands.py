@@ -190,3 +190,9 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 COMMANDS["bench"] = (add_bench, run_bench, "latency and throughput of an engine, beside its source model")
+
+from . import compare, evalcmd, profiling  # noqa: E402  (they load neither numpy nor onnx)
+
+COMMANDS["eval"] = evalcmd.COMMAND
+COMMANDS["compare"] = compare.COMMAND
+COMMANDS["profile"] = profiling.COMMAND
