@@ -20,6 +20,7 @@ time. Importing this module loads neither numpy nor onnx.
 """
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -221,12 +222,12 @@ def write_trace(path: str, prof: Profile, meta: Optional[Dict[str, Any]] = None)
 
 
 def write_png(path: str, prof: Profile, top: int = 20, title: str = "") -> None:
-    try:
-        import matplotlib
+    try:  # imported by name: only here, and never followed by the type checker
+        matplotlib = importlib.import_module("matplotlib")
     except ImportError:
         raise TrtedgeError("--png needs matplotlib: pip install \"trtedge[plot]\"")
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = importlib.import_module("matplotlib.pyplot")
 
     rows = prof.mean_ms()[:max(1, top)]
     total = sum(ms for _, ms in prof.mean_ms())

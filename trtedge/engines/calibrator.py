@@ -129,14 +129,16 @@ def make_calibrator(mod: ModuleType, batches: BatchSource, batch_size: int, cach
                 if tuple(batch.shape[:1]) != (self.batch_size,) or str(batch.dtype) != "uint8":
                     raise BuildError("calibration batch of {} {} where TensorRT expects {} uint8 frames".format(
                         batch.dtype, list(batch.shape), self.batch_size))
-                if self.device is None or self.device.nbytes < batch.nbytes:
-                    if self.device is not None:
-                        self.device.free()
-                    self.device = api.malloc(int(batch.nbytes))
-                api.memcpy_htod_async(self.device, batch)
+                device = self.device
+                if device is None or device.nbytes < batch.nbytes:
+                    if device is not None:
+                        device.free()
+                    device = self.device = api.malloc(int(batch.nbytes))
+                assert device is not None
+                api.memcpy_htod_async(device, batch)
                 api.synchronize()
                 self.batches_given += 1
-                return [int(self.device) for _ in names]
+                return [int(device) for _ in names]
             except Exception as exc:  # never let an exception cross into TensorRT
                 self.error = " ".join(str(exc).split())[:240] or type(exc).__name__
                 LOG.error("trtedge: INT8 calibration stopped: %s", self.error)
@@ -218,7 +220,8 @@ def _calibration_shape(network: "trt.INetworkDefinition", max_batch: int) -> Tup
     if network.num_inputs != 1:
         raise BuildError("INT8 calibration feeds one image input; this network has {}".format(network.num_inputs))
     tensor = network.get_input(0)
-    dims = tuple(int(d) for d in tensor.shape)
+    shape = tensor.shape
+    dims = tuple(int(shape[j]) for j in range(len(shape)))
     if len(dims) != 4 or dims[3] != 3 or any(d < 0 for d in dims[1:]):
         raise BuildError("INT8 calibration needs the uint8 [B, H, W, 3] image input of a trtedge engine, not {} "
                          "{}".format(tensor.name, list(dims)))

@@ -766,8 +766,9 @@ def _build(
     except Exception as exc:  # bindings raising instead of returning None
         raise _build_failure(caps, onnx_path, sink, options, exc)
     data = _host_bytes(plan) if plan is not None else b""
-    if not data and getattr(int8_keep, "error", None):
-        raise BuildError("{} could not calibrate INT8: {}".format(label, int8_keep.error))
+    calibration_error = getattr(int8_keep, "error", None)
+    if not data and calibration_error:
+        raise BuildError("{} could not calibrate INT8: {}".format(label, calibration_error))
     if not data:
         raise _build_failure(caps, onnx_path, sink, options)
 
