@@ -29,7 +29,6 @@ tested through a seam (a fake TensorRT module and a host-memory CUDA layer).
 
 import hashlib
 import logging
-import os
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 

@@ -34,7 +34,7 @@ import os
 import re
 import sys
 import tempfile
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..errors import BuildError
 from ..utils.lazy import lazy_import
@@ -287,6 +287,3 @@ def rank(errors: Dict[str, float], order: Sequence[str]) -> List[str]:
     """Layers by descending added error (graph order breaks ties)."""
     pos = {n: k for k, n in enumerate(order)}
     return sorted(errors, key=lambda n: (-errors[n], pos.get(n, len(pos))))
-
-
-ProgressFn = Callable[[str], None]
