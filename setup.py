@@ -22,6 +22,13 @@ CV = ["opencv-python-headless==5.0.0.93"]
 # ONNX Runtime is an extra, like OpenCV: on a Jetson, a pip "onnxruntime" would
 # shadow the GPU build users install from NVIDIA's wheels.
 ORT = ["onnxruntime==1.31.1"]
+# INT8 Q/DQ on the CPU: NVIDIA ModelOpt without its [onnx] extra (that one forces onnx 1.21, onnxruntime-gpu
+# and CuPy), plus the pieces its ONNX quantiser imports; torch is ModelOpt's own requirement (the CPU build).
+INT8 = ["nvidia-modelopt==0.47.0", "onnxslim==0.1.98", "onnxscript==0.7.2", "lief==1.0.0",
+        "ml_dtypes==0.7.0"] + ORT + TORCH
+# trtedge eval (COCO mAP) and trtedge profile --png
+EVAL = ["pycocotools==2.0.11"]
+PLOT = ["matplotlib==3.11.2"]
 
 setup(
     name="trtedge",
@@ -50,6 +57,9 @@ setup(
         "cuda": CUDA,
         "cv": CV,
         "ort": ORT,
+        "int8": INT8,
+        "eval": EVAL,
+        "plot": PLOT,
         "dev": [
             "numpy==2.4.6",
             "protobuf==7.36.2",
@@ -61,7 +71,7 @@ setup(
             "mypy==1.14.1",  # the last mypy that checks for Python 3.8
             "vermin>=1.6",
             "pyyaml>=6",
-        ] + ORT + RTX + TF + TORCH + CUDA + CV,
+        ] + ORT + RTX + TF + TORCH + CUDA + CV + INT8 + EVAL + PLOT,
     },
     entry_points={"console_scripts": ["trtedge=trtedge.cli:entry"]},
     classifiers=["Programming Language :: Python :: 3", "Operating System :: POSIX :: Linux"],

@@ -15,6 +15,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: modules that call full TensorRT / CUDA; their TensorRT types come from the stubs
 TRT_FACING = [
     "trtedge/engines/tensorrt_build.py",
+    "trtedge/engines/calibrator.py",
+    "trtedge/profiling.py",
     "trtedge/gpu.py",
     "trtedge/runtime/trt_backend.py",
     "trtedge/runtime/cuda",

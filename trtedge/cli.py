@@ -34,7 +34,7 @@ def _say(message: str) -> None:
 
 def add_build_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of ``trtedge build`` (shared with ``build_engine.py``)."""
-    from .config import ENGINE_EXTS, HARDWARE_COMPAT, NMS_CHOICES, TRT_MODULES
+    from .config import CALIB_COUNT, ENGINE_EXTS, HARDWARE_COMPAT, INT8_ROADS, MAX_MAP_DROP, NMS_CHOICES, TRT_MODULES
 
     p.add_argument("target", help="a built-in spec name (see `trtedge specs`), a spec .yaml, an engine ONNX "
                                   "made by trtedge, or a model file")
@@ -52,7 +52,18 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--download", action="store_true",
                    help="fetch the spec's source.url into the working directory when the model is missing")
     p.add_argument("--out", metavar="DIR", help="output directory (default build/<name>)")
-    p.add_argument("--precision", default="fp32", help="fp32 or fp16 (default fp32)")
+    p.add_argument("--precision", default="fp32", help="fp32, fp16 or int8 (default fp32; int8 needs --calib)")
+    p.add_argument("--calib", metavar="SRC", help="int8: calibration frames (an image directory, a video or a "
+                                                 ".npy batch), fitted into the input as the runtime does")
+    p.add_argument("--calib-count", type=int, default=CALIB_COUNT, metavar="N",
+                   help="int8: calibration frames to use (default {}; a fifth more are held out for the "
+                        "accuracy gate)".format(CALIB_COUNT))
+    p.add_argument("--max-map-drop", type=float, default=MAX_MAP_DROP, metavar="X",
+                   help="int8: largest mAP@0.5 drop against FP32 accepted; more sensitive layers stay in float "
+                        "until it holds (default {})".format(MAX_MAP_DROP))
+    p.add_argument("--int8-road", default="auto", choices=INT8_ROADS,
+                   help="int8: qdq (a Q/DQ engine ONNX quantised on the CPU), calibrator (TensorRT's entropy "
+                        "calibrator, TensorRT 8.5-10), auto (calibrator where the TensorRT has one)")
     p.add_argument("--workspace", metavar="BYTES", help="builder workspace limit, e.g. 512M or 2G")
     p.add_argument("--batch", type=int, metavar="N", help="largest batch (profile 1..N, optimised for N)")
     p.add_argument("--min-batch", type=int, metavar="N")
@@ -81,7 +92,8 @@ def build_config(args: argparse.Namespace) -> Any:
         precision=args.precision, workspace=args.workspace, batch=args.batch, min_batch=args.min_batch,
         opt_batch=args.opt_batch, max_batch=args.max_batch, nms=args.nms, onnx_only=args.onnx_only,
         timing_cache=args.timing_cache, version_compatible=args.version_compatible,
-        hardware_compat=args.hardware_compat, trt_module=args.trt_module, engine_ext=args.engine_ext)
+        hardware_compat=args.hardware_compat, trt_module=args.trt_module, engine_ext=args.engine_ext,
+        calib=args.calib, calib_count=args.calib_count, max_map_drop=args.max_map_drop, int8_road=args.int8_road)
 
 
 def cmd_build(args: argparse.Namespace) -> int:

@@ -335,3 +335,9 @@ COMMANDS["bench"] = (add_bench, run_bench, "latency and throughput of an engine,
 
 COMMANDS["inspect"] = (add_inspect, run_inspect, "what TensorRT's parser rejects in the engine ONNX of a spec or "
                                                  "model (0 nothing, 1 something); an engine's manifest and I/O")
+
+from . import compare, evalcmd, profiling  # noqa: E402  (they load neither numpy nor onnx)
+
+COMMANDS["eval"] = evalcmd.COMMAND
+COMMANDS["compare"] = compare.COMMAND
+COMMANDS["profile"] = profiling.COMMAND

@@ -13,7 +13,11 @@ from typing import Any, Dict, List, Optional
 
 from .errors import TrtedgeError
 
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
+#: how an INT8 build reaches TensorRT: auto (calibrator where the TensorRT has one, else Q/DQ), qdq, calibrator
+INT8_ROADS = ("auto", "qdq", "calibrator")
+CALIB_COUNT = 500
+MAX_MAP_DROP = 0.01
 NMS_CHOICES = ("auto", "plugin", "onnx", "host")
 NMS_FORMS = NMS_CHOICES[1:]
 ENGINE_EXTS = ("bin", "engine", "plan")
@@ -70,11 +74,14 @@ class BuildConfig:
     hardware_compat: Optional[str] = None
     trt_module: Optional[str] = None
     engine_ext: str = "bin"
+    #: INT8: the calibration frames (image directory, video or .npy batch); its content's sha256 is in the key
+    calib: Optional[str] = None
+    calib_count: int = CALIB_COUNT
+    #: INT8: the largest mAP@0.5 drop against FP32 the accuracy gate accepts
+    max_map_drop: float = MAX_MAP_DROP
+    int8_road: str = "auto"
 
     def __post_init__(self) -> None:
-        if isinstance(self.precision, str) and self.precision.lower() == "int8":
-            raise TrtedgeError("precision int8 needs calibration, which comes in a later version; "
-                               "use fp32 or fp16")
         _choice("precision", self.precision, PRECISIONS)
         _whole("workspace", self.workspace, 1, optional=True)
         for name in ("min_batch", "opt_batch", "max_batch"):
@@ -91,6 +98,19 @@ class BuildConfig:
                 raise TrtedgeError("{} must be true or false, not {!r}".format(name, getattr(self, name)))
         if self.timing_cache is not None and (not isinstance(self.timing_cache, str) or not self.timing_cache):
             raise TrtedgeError("the timing cache must be a file path, not {!r}".format(self.timing_cache))
+        self._check_int8()
+
+    def _check_int8(self) -> None:
+        if self.calib is not None and (not isinstance(self.calib, str) or not self.calib):
+            raise TrtedgeError("--calib must be a path (an image directory, a video or a .npy batch), not {!r}".format(
+                self.calib))
+        if self.calib is not None and self.precision != "int8":
+            raise TrtedgeError("--calib goes with --precision int8 (precision is {})".format(self.precision))
+        _whole("calib count", self.calib_count, 1)
+        drop = self.max_map_drop
+        if isinstance(drop, bool) or not isinstance(drop, (int, float)) or not 0.0 <= drop <= 1.0:
+            raise TrtedgeError("max mAP drop must be a number from 0 to 1 (e.g. 0.01), not {!r}".format(drop))
+        _choice("INT8 road", self.int8_road, INT8_ROADS)
 
     @classmethod
     def create(cls, precision: str = "fp32", workspace: Any = None, batch: Optional[int] = None,
@@ -143,6 +163,7 @@ class BuildConfig:
         """What decides whether an engine must be rebuilt (all but the timing cache)."""
         data = self.to_dict()
         data.pop("timing_cache")
+        data.pop("calib")  # a path; pipeline.build_key adds the calibration data's sha256 instead
         return data
 
     def to_cli_args(self) -> List[str]:
@@ -168,6 +189,14 @@ class BuildConfig:
             args += ["--trt-module", self.trt_module]
         if self.engine_ext != d.engine_ext:
             args += ["--engine-ext", self.engine_ext]
+        if self.calib:
+            args += ["--calib", self.calib]
+        if self.calib_count != d.calib_count:
+            args += ["--calib-count", str(self.calib_count)]
+        if self.max_map_drop != d.max_map_drop:
+            args += ["--max-map-drop", repr(float(self.max_map_drop))]
+        if self.int8_road != d.int8_road:
+            args += ["--int8-road", self.int8_road]
         return args
 
     def replace(self, **changes: Any) -> "BuildConfig":

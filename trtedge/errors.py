@@ -7,7 +7,8 @@ prints it without a traceback (unless ``--verbose``) and exits with
 ``exit_code``. Anything else that escapes is a bug and keeps its traceback.
 
 Exit codes: 2 bad input (the default); 1 a check that ran and said no
-(:class:`ManifestError`, :class:`IncompatibleEngine`); 130 interrupted.
+(:class:`ManifestError`, :class:`IncompatibleEngine`,
+:class:`AccuracyError`); 130 interrupted.
 """
 
 from typing import Optional
@@ -35,6 +36,12 @@ class ModelError(TrtedgeError):
 
 class BuildError(TrtedgeError):
     """TensorRT could not parse or build the engine ONNX."""
+
+
+class AccuracyError(BuildError):
+    """An INT8 build could not stay within ``--max-map-drop`` of FP32 (exit 1: the gate ran and said no)."""
+
+    exit_code = 1
 
 
 class EngineError(TrtedgeError):

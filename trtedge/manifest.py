@@ -17,7 +17,8 @@ models), ``precision``, ``precision_road``, ``plugins``, ``source``,
 or for the ``plugin`` NMS form a copy with the plugin node swapped for
 standard ops, made at build time), ``engine`` (null after ``--onnx-only``),
 ``tensorrt``, ``gpu``, ``build_options`` (the :class:`~trtedge.config.BuildConfig`),
-``build_key``, ``spec`` (the resolved spec, informational), ``notes``.
+``build_key``, ``spec`` (the resolved spec, informational), ``notes``,
+``int8`` (:class:`Int8Info` for INT8 builds, else null).
 
 Nothing here imports numpy, onnx or TensorRT; :func:`set_onnx_metadata` /
 :func:`get_onnx_metadata` work on an ``onnx.ModelProto`` handed in.
@@ -129,6 +130,31 @@ class GpuInfo:
 
 
 @dataclass(frozen=True)
+class Int8Info:
+    """How an INT8 engine was quantised and what its accuracy gate measured (:mod:`trtedge.engines.int8`)."""
+
+    #: "qdq": a Q/DQ engine ONNX made on the CPU; "calibrator": TensorRT's entropy calibrator
+    road: str = field(metadata=_meta(choices=("qdq", "calibrator")))
+    calib_sha256: Optional[str] = field(default=None, metadata=_meta(hex64=True))
+    #: calibration frames used, and held-out frames the gate measured on
+    frames: int = field(default=0, metadata=_meta(min=0))
+    held_out: int = field(default=0, metadata=_meta(min=0))
+    quantizer: str = ""
+    #: what the gate's mAP is measured against: the FP32 engine ONNX's detections or the frames' annotations
+    reference: str = field(default="fp32_detections", metadata=_meta(
+        choices=("fp32_detections", "annotations", "none")))
+    fp32_map: Optional[float] = field(default=None, metadata=_meta(min=0.0, max=1.0))
+    int8_map: Optional[float] = field(default=None, metadata=_meta(min=0.0, max=1.0))
+    max_map_drop: float = field(default=0.01, metadata=_meta(min=0.0, max=1.0))
+    #: layers (engine ONNX node names) kept in float, most sensitive first
+    layers_kept: Tuple[str, ...] = ()
+    quantized_layers: int = field(default=0, metadata=_meta(min=0))
+    rounds: int = field(default=0, metadata=_meta(min=0))
+    #: the calibrator road's TensorRT calibration cache beside the engine
+    calibration_cache: Optional[str] = None
+
+
+@dataclass(frozen=True)
 class Manifest:
     name: str = field(metadata=_meta(nonempty=True))
     family: str = field(metadata=_meta(nonempty=True))
@@ -150,6 +176,7 @@ class Manifest:
     build_key: str = field(metadata=_meta(hex64=True))
     spec: Optional[Dict[str, Any]] = None
     notes: Tuple[str, ...] = ()
+    int8: Optional[Int8Info] = None
     trtedge_version: str = ""
     created: str = ""
     format: str = FORMAT
@@ -412,6 +439,6 @@ def get_onnx_metadata(model: Any) -> Dict[str, Any]:
     return out
 
 
-__all__ = ["Manifest", "TensorDesc", "InputInfo", "NmsInfo", "Plugins", "SourceInfo", "FileInfo",
+__all__ = ["Manifest", "Int8Info", "TensorDesc", "InputInfo", "NmsInfo", "Plugins", "SourceInfo", "FileInfo",
            "TensorRTInfo", "GpuInfo", "MANIFEST_VERSION", "read", "manifest_path", "verify_file",
            "set_onnx_metadata", "get_onnx_metadata", "asdict"]

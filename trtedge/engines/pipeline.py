@@ -41,7 +41,7 @@ from ..manifest import read as read_manifest
 from ..trt_module import import_trt, installed_version
 from ..utils.files import remove_quietly, sha256_file, sha256_path, write_atomic
 from ..version import __version__
-from . import sources
+from . import calibration, int8, sources
 
 log = logging.getLogger("trtedge")
 
@@ -361,6 +361,7 @@ def build_key(source_sha: Optional[str], spec: Any, config: BuildConfig, trt_id:
         "spec": spec.to_dict() if spec.is_detector else None,
         "name": spec.name,
         "config": config.key(),
+        "calib": calibration.source_sha(config.calib) if config.precision == "int8" else None,
         "tensorrt": list(trt_id) if trt_id else None,
         "trtedge": __version__,
     }
@@ -545,7 +546,8 @@ def _build(inputs: _Inputs, config: BuildConfig, key: str, paths: _Paths, trt_id
     options = tb.BuildOptions(
         precision=config.precision, workspace=config.workspace, min_batch=config.min_batch,
         opt_batch=config.opt_batch, max_batch=config.max_batch, timing_cache=config.timing_cache,
-        version_compatible=config.version_compatible, hardware_compat=config.hardware_compat, verbose=verbose)
+        version_compatible=config.version_compatible, hardware_compat=config.hardware_compat, verbose=verbose,
+        int8=int8.plan(config, spec, paths.engine, caps, verbose))
     notes = list(inputs.notes)
     if caps is not None and not config.onnx_only:
         for n in tb.preflight(caps, options):
@@ -553,8 +555,11 @@ def _build(inputs: _Inputs, config: BuildConfig, key: str, paths: _Paths, trt_id
     road = "none"
     if config.precision == "fp16":
         road = "builder_flag" if caps is not None and caps.fp16_flag and not caps.strongly_typed_only else "onnx_types"
+    elif config.precision == "int8":
+        road = int8.road_of(config, caps)
 
     model_proto, form = _engine_onnx(inputs, config, caps, road, notes, verbose, say)
+    model_proto = int8.apply(model_proto, options.int8, say)  # INT8: quantised and gated (a no-op otherwise)
     from ..manifest import set_onnx_metadata
 
     set_onnx_metadata(model_proto, {
@@ -741,6 +746,7 @@ def _describe(spec: Any, model: Any, form: Optional[str], config: BuildConfig, r
         build_key=key,
         spec=spec.to_dict() if spec.is_detector else None,
         notes=tuple(notes),
+        int8=int8.record_of(model),
         trtedge_version=__version__,
         created=now_text(),
     )

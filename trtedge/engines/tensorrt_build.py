@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 
 from trtedge.config import parse_size
 from trtedge.engines.diagnose import TENSORRT, diagnose, diagnose_build, final_path
+from trtedge.engines import calibrator
 from trtedge.errors import BuildError, TrtedgeError
 from trtedge.trt_module import INSTALL_HINT, MODULE_NAMES, import_trt
 from trtedge.trt_module import one_line as _one_line
@@ -62,7 +63,7 @@ __all__ = [
 
 LOG = logging.getLogger("trtedge")
 
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 HARDWARE_COMPAT_LEVELS = {
     "none": "NONE",
     "ampere_plus": "AMPERE_PLUS",
@@ -276,6 +277,7 @@ class BuildOptions:
     hardware_compat: Optional[str] = None  # None | "none" | "ampere_plus" | "same_compute_capability"
     strongly_typed: Optional[bool] = None  # None: decide (see build_engine)
     verbose: bool = False
+    int8: Optional[Any] = None  # precision "int8": an engines.int8.Int8Plan (road, calibration, layers in float)
 
 
 def _check_options(options: BuildOptions) -> None:
@@ -630,7 +632,8 @@ def _decide_strongly_typed(caps: Capabilities, options: BuildOptions) -> bool:
     if want is None:
         # Strongly typed where the module knows nothing else, or where FP16 must
         # come from the ONNX types because there is no FP16 builder flag.
-        want = caps.strongly_typed_only or (options.precision == "fp16" and not caps.fp16_flag)
+        want = caps.strongly_typed_only or (options.precision == "fp16" and not caps.fp16_flag) or (
+            options.precision == "int8" and calibrator.wants_strong_typing(caps, options.int8))
     if want and not (caps.strongly_typed_flag or caps.strongly_typed_only):
         raise BuildError(
             "{} cannot build strongly typed networks (no NetworkDefinitionCreationFlag.STRONGLY_TYPED):"
@@ -818,7 +821,11 @@ def _build(
     config = builder.create_builder_config()  # type: trt.IBuilderConfig
 
     # ---- precision
-    if options.precision != "fp16":
+    int8_keep = None  # the INT8 calibrator: alive until the build is done
+    if options.precision == "int8":
+        flags["precision_road"], int8_keep = calibrator.configure(
+            mod, caps, builder, network, config, options.int8, onnx_path, strongly, options.max_batch)
+    elif options.precision != "fp16":
         flags["precision_road"] = "none"  # FP32: nothing to choose
     elif caps.fp16_flag and not strongly:
         config.set_flag(mod.BuilderFlag.FP16)
@@ -884,6 +891,9 @@ def _build(
     except Exception as exc:  # bindings raising instead of returning None
         raise _build_failure(caps, onnx_path, sink, options, exc)
     data = _host_bytes(plan) if plan is not None else b""
+    calibration_error = getattr(int8_keep, "error", None)
+    if not data and calibration_error:
+        raise BuildError("{} could not calibrate INT8: {}".format(label, calibration_error))
     if not data:
         raise _build_failure(caps, onnx_path, sink, options)
 
