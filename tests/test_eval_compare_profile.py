@@ -26,7 +26,7 @@ def engines(tmp_path_factory):
     (root / "tiny.yaml").write_text(yaml.safe_dump(models.spec("anchor_free", file="tiny.onnx")))
     proc = cli.run("build", root / "tiny.yaml", "--out", root / "tiny")
     assert proc.returncode == 0, proc.stderr
-    return {"yolo": root / "yolo" / "shapes_yolo_fp32.bin", "yolo_onnx": root / "yolo" / "shapes_yolo_fp32.onnx",
+    return {"yolo": root / "yolo" / "shapes_yolo_fp32_b2.bin", "yolo_onnx": root / "yolo" / "shapes_yolo_fp32_b2.onnx",
             "tiny": root / "tiny" / "tiny_anchor_free_fp32.bin", "root": root}
 
 
