@@ -68,6 +68,8 @@ class TfGraph(NamedTuple):
     outputs: List[str]
     #: TF tensor name -> ONNX name (signature / Keras names); others keep their TF name
     rename: Dict[str, str]
+    #: what the cut of a TF OD API graph left out (None for other graphs)
+    cut: Optional["CutRecord"] = None
 
 
 def convert(path: str, fmt: str, spec: Any, verbose: bool = False) -> Any:
@@ -373,12 +375,21 @@ def _prepare(tf: Any, g: TfGraph, spec: Any, path: str) -> TfGraph:
         raise ModelError("{} '{}' is not a tensor of the TensorFlow graph in {}{}".format(
             field, name, path, _suggest(graph, name, list(public))))
 
+    # a TF OD API graph cut for a detector spec: where the spec's cut says, else where odapi_cut finds
+    auto = odapi_cut(g.graph_def) if spec is not None and spec.is_detector else None
     outputs = list(g.outputs)
     cut_outputs = list(spec.cut.outputs) if spec is not None else []
+    if not cut_outputs and auto is not None:
+        cut_outputs = list(auto.outputs)
     if cut_outputs:
         outputs = [resolve(n, "cut.outputs") for n in cut_outputs]
     inputs = list(g.inputs)
     cut_input = spec.cut.input if spec is not None else None
+    moved = None  # type: Optional[str]
+    if auto is not None and cut_input != auto.input and (not cut_input or _is_preprocessor(_node_of(cut_input))):
+        # no cut.input, or one inside TF's Preprocessor (the zoo's 2018 graphs end it with
+        # Preprocessor/sub:0; later exports normalise first and resize after): the model body's input
+        moved, cut_input = cut_input, auto.input
     given = spec.source.input if spec is not None else None
     fed = None  # type: Optional[str]
     if cut_input:
@@ -414,7 +425,21 @@ def _prepare(tf: Any, g: TfGraph, spec: Any, path: str) -> TfGraph:
     for name in inputs:
         if rename.get(name) == INPUT_NAME:
             rename.pop(name)
-    return TfGraph(graph_def, inputs, outputs, rename)
+    record = None
+    if auto is not None:
+        record = _count_cut(tf, g.graph_def, graph_def, inputs, outputs, moved)
+        if record.kept_pre_post:
+            given_cut = [f for f, v in (("cut.input", spec.cut.input), ("cut.outputs", spec.cut.outputs)) if v]
+            raise ModelError(
+                "the spec's {} leave{} {} nodes of the TF Object Detection API graph's own Preprocessor/"
+                "Postprocessor in {}; its model body reads '{}' and ends at '{}' and '{}': set cut.input and "
+                "cut.outputs to those, or leave cut out and trtedge finds them".format(
+                    " and ".join(given_cut) or "cut", "" if len(given_cut) > 1 else "s", record.kept_pre_post,
+                    path, auto.input, auto.outputs[0], auto.outputs[1]))
+        if moved:
+            log.info("cut.input %s lies inside TF's Preprocessor, which goes on to %s in this graph: cut there",
+                     moved, cut_input)
+    return TfGraph(graph_def, inputs, outputs, rename, record)
 
 
 def _has_tensor(graph: Any, name: str) -> bool:
@@ -503,6 +528,214 @@ def _fix_input_shape(tf: Any, graph_def: Any, name: str, spec: Any) -> Any:
     return new
 
 
+# --------------------------------------------------------------------------- TF Object Detection API graphs
+
+
+class OdapiCut(NamedTuple):
+    """Where a TF Object Detection API SSD graph is cut (:func:`odapi_cut`).
+
+    ``input``: the feature extractor's image input, after TF's own resize and
+    normalisation; ``outputs``: (box encodings, class predictions), the box
+    predictor's two concats; ``layout``: ``"tf1"`` (``Preprocessor/`` scope,
+    ``FeatureExtractor/``) or ``"tf2"`` (the exporter's ``map/`` over the
+    batch, Keras layers). Names are those of the graph as trtedge loads it
+    (for a SavedModel: after tf2onnx inlines its functions), which is what
+    ``cut.input`` and ``cut.outputs`` take.
+    """
+
+    input: str
+    outputs: Tuple[str, str]
+    layout: str
+
+
+#: op types passed through between a box predictor's concat and the Postprocessor
+_ODAPI_PASS_OPS = ("Identity", "Squeeze", "Reshape", "ExpandDims")
+#: what a graph must hold to be read as a TF OD API SSD
+_ODAPI_MARKERS = ("Postprocessor", "BoxPredictor")
+
+
+def _scopes(name: str) -> List[str]:
+    parts = name.split("/")
+    return parts[1:] if parts and parts[0] == "StatefulPartitionedCall" else parts
+
+
+def _is_preprocessor(name: str) -> bool:
+    """TF1: the ``Preprocessor`` scope; TF2: also the exporter's ``map`` over the batch."""
+    parts = _scopes(name)
+    return "Preprocessor" in parts[:-1] or (len(parts) > 1 and parts[0] == "map")
+
+
+def _is_postprocessor(name: str) -> bool:
+    return "Postprocessor" in _scopes(name)[:-1]
+
+
+def _node_of(tensor: str) -> str:
+    return tensor.lstrip("^").split(":")[0]
+
+
+def _as_graph_def(graph: Any) -> Any:
+    if isinstance(graph, str):
+        tf, _ = _import_tf("savedmodel" if os.path.isdir(graph) else "frozen_graph")
+        fmt = "savedmodel" if os.path.isdir(graph) else "frozen_graph"
+        _check_path(graph, fmt)
+        with _tf_logs(False):
+            if fmt == "savedmodel":
+                return _load_saved_model(tf, graph).graph_def
+            return _parse_graph_def(tf, graph)
+    if hasattr(graph, "as_graph_def"):
+        return graph.as_graph_def()
+    return graph
+
+
+def odapi_cut(graph: Any) -> Optional[OdapiCut]:
+    """Where to cut a TF Object Detection API SSD graph, or None if it is not one.
+
+    ``graph``: a ``GraphDef`` (or ``tf.Graph``) as trtedge loads it, or the
+    path of a frozen ``.pb`` / SavedModel directory. Read from the graph's
+    structure, never from its file name:
+
+    * **outputs**: the two ``ConcatV2`` nodes outside ``Postprocessor/`` that
+      join the per-layer ``BoxPredictor`` outputs — TF1 ``concat:0``
+      ``[B, N, 1, 4]`` and ``concat_1:0`` ``[B, N, C+1]``; TF2 SavedModels
+      ``StatefulPartitionedCall/concat:0`` and ``.../concat_1:0``. The one fed
+      by a ``ClassPredictor`` / class head is the class predictions. Decoding,
+      score conversion, the anchor generator and
+      ``BatchMultiClassNonMaxSuppression`` all lie after them.
+    * **input**: the one tensor made by the preprocessing that the model body
+      (the ancestors of those concats) reads. That is ``Preprocessor/sub:0``
+      in the zoo's 2018 TF1 graphs (resize, then ``x * 2/255 - 1``), but
+      ``Preprocessor/map/TensorArrayStack/TensorArrayGatherV3:0`` in TF1
+      graphs exported by newer API versions, which normalise *before* the
+      resize loop, and ``StatefulPartitionedCall/map/TensorArrayV2Stack/TensorListStack:0``
+      in TF2 SavedModels, whose ``map`` over the batch resizes and normalises
+      inside a while loop. Cutting there leaves none of TF's preprocessing in
+      the graph; trtedge's own (from the spec) replaces it.
+    """
+    graph_def = _as_graph_def(graph)
+    nodes = {n.name: n for n in graph_def.node}
+    names = " ".join(nodes)
+    if not all(m in names for m in _ODAPI_MARKERS):
+        return None
+    heads = []
+    for n in graph_def.node:
+        if n.op not in ("ConcatV2", "Concat") or _is_postprocessor(n.name) or _is_preprocessor(n.name):
+            continue
+        data = [_node_of(i) for i in n.input if not i.startswith("^")]
+        data = [d for d in data if d in nodes and nodes[d].op != "Const"]
+        if data and all("BoxPredictor" in d for d in data):
+            heads.append(n)
+    if len(heads) != 2:
+        return None
+
+    def near(node: Any, depth: int = 4) -> List[str]:
+        seen, frontier = [], [node.name]
+        for _ in range(depth):
+            nxt = []
+            for name in frontier:
+                for i in nodes[name].input if name in nodes else ():
+                    d = _node_of(i)
+                    if d in nodes and d not in seen:
+                        seen.append(d)
+                        nxt.append(d)
+            frontier = nxt
+        return seen
+
+    is_class = [any("ClassPredictor" in d or "ClassHead" in d for d in near(h)) for h in heads]
+    if is_class[0] == is_class[1]:
+        return None
+    box, cls = (heads[1], heads[0]) if is_class[0] else (heads[0], heads[1])
+
+    # the model body: every ancestor of the heads, up to (not into) the preprocessing
+    body, stack, reads = set(), [box.name, cls.name], []
+    while stack:
+        name = stack.pop()
+        if name in body or name not in nodes:
+            continue
+        body.add(name)
+        for i in nodes[name].input:
+            if i.startswith("^"):
+                continue
+            src = _node_of(i)
+            if src in nodes and _is_preprocessor(src):
+                tensor = i if ":" in i else i + ":0"
+                if tensor not in reads:
+                    reads.append(tensor)
+            else:
+                stack.append(src)
+    if len(reads) != 1:
+        return None
+    layout = "tf2" if box.name.startswith("StatefulPartitionedCall/") else "tf1"
+    return OdapiCut(reads[0], (box.name + ":0", cls.name + ":0"), layout)
+
+
+class CutRecord(NamedTuple):
+    """How a TF OD API graph was cut, counted in TF nodes (of the frozen graph trtedge loads)."""
+
+    source_nodes: int
+    cut_nodes: int
+    kept_nodes: int
+    #: of the cut nodes: in the model's Preprocessor (and TF2's map), in its Postprocessor
+    preprocessor: int
+    postprocessor: int
+    #: of the kept nodes: how many are in the Preprocessor or Postprocessor (0 for a right cut)
+    kept_pre_post: int
+    input: str
+    outputs: Tuple[str, ...]
+    #: the spec's cut.input when it lay inside the Preprocessor and the cut moved to its end
+    moved_from: Optional[str] = None
+
+
+_CUT_KEY = "trtedge.source_cut"
+
+
+def _count_cut(tf: Any, before: Any, after: Any, inputs: Sequence[str], outputs: Sequence[str],
+               moved: Optional[str]) -> CutRecord:
+    """Nodes of ``before`` not in the part of ``after`` that computes ``outputs``; the fed
+    ``inputs`` (Placeholders now) count as kept but not as Preprocessor nodes."""
+    kept = tf.compat.v1.graph_util.extract_sub_graph(after, sorted({_node_of(o) for o in outputs}))
+    kept_names = {n.name for n in kept.node}
+    fed = {_node_of(i) for i in inputs}
+    cut = [n.name for n in before.node if n.name not in kept_names]
+    return CutRecord(
+        source_nodes=len(before.node), cut_nodes=len(cut), kept_nodes=len(kept.node),
+        preprocessor=sum(1 for n in cut if _is_preprocessor(n)),
+        postprocessor=sum(1 for n in cut if _is_postprocessor(n)),
+        kept_pre_post=sum(1 for n in kept_names - fed if _is_preprocessor(n) or _is_postprocessor(n)),
+        input=",".join(inputs), outputs=tuple(outputs), moved_from=moved)
+
+
+def cut_record(model: Any) -> Optional[CutRecord]:
+    """The :class:`CutRecord` a converted ONNX model carries (None when it was not cut in TF)."""
+    import json
+
+    for prop in model.metadata_props:
+        if prop.key == _CUT_KEY:
+            try:
+                data = json.loads(prop.value)
+                data["outputs"] = tuple(data.get("outputs") or ())
+                return CutRecord(**data)
+            except (TypeError, ValueError, AttributeError):
+                return None
+    return None
+
+
+def cut_note(source: Any, engine: Any = None) -> Optional[str]:
+    """``cut N of M source nodes (Preprocessor/Postprocessor); K nodes reach TensorRT``.
+
+    ``source``: the ONNX model :func:`convert` returned; ``engine``: the
+    engine ONNX made from it (K counts its nodes, trtedge's preprocessing,
+    decode and NMS included); without it, K counts the converted model's.
+    None when the source was not cut in TF.
+    """
+    rec = cut_record(source)
+    if rec is None:
+        return None
+    k = len((engine if engine is not None else source).graph.node)
+    return ("cut {} of {} source nodes ({} Preprocessor, {} Postprocessor, {} other); {} nodes reach "
+            "TensorRT".format(rec.cut_nodes, rec.source_nodes, rec.preprocessor, rec.postprocessor,
+                              rec.cut_nodes - rec.preprocessor - rec.postprocessor, k))
+
+
 # --------------------------------------------------------------------------- tf2onnx
 
 
@@ -525,7 +758,32 @@ def _to_onnx(tf2onnx: Any, g: TfGraph, path: str, errors: List[str]) -> Any:
                              "s" if len(ops) > 1 else "", ", ".join(ops), bad_nodes[0][1], path))
     if model.ir_version > MAX_IR_VERSION:
         model.ir_version = MAX_IR_VERSION
+    if g.cut is not None and g.cut.moved_from:
+        # the ONNX input takes the spec's cut.input name: surgery feeds the tensor cut.input names
+        _rename_tensor(model, g.cut.input, g.cut.moved_from)
+    if g.cut is not None:
+        import json
+
+        prop = model.metadata_props.add()
+        prop.key, prop.value = _CUT_KEY, json.dumps(g.cut._asdict(), sort_keys=True)
+        log.info("TF Object Detection API graph cut at %s and %s: %s", g.cut.input, ", ".join(g.cut.outputs),
+                 cut_note(model))
     return model
+
+
+def _rename_tensor(model: Any, old: str, new: str) -> None:
+    """Rename a tensor of the main graph: its graph input/output entries and every node's use."""
+    g = model.graph
+    for vi in list(g.input) + list(g.output) + list(g.value_info):
+        if vi.name == old:
+            vi.name = new
+    for node in g.node:
+        for i, name in enumerate(node.input):
+            if name == old:
+                node.input[i] = new
+        for i, name in enumerate(node.output):
+            if name == old:
+                node.output[i] = new
 
 
 def _unsupported_from_log(errors: List[str]) -> str:
