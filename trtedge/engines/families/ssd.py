@@ -37,9 +37,14 @@ Decode (:func:`decode`): TF's center-size (``faster_rcnn``) box coder with
 TF's order, or ``tx, ty, tw, th`` for ``xywh``). The box is then turned into
 corners, scaled from normalised coordinates to input pixels (x by the input
 width, y by its height: what TF does to its normalised ``detection_boxes``)
-and clipped to the input. Scores: ``ssd.score_activation`` over all columns
-(softmax includes the background column), then column 0 is dropped when it
-is background, so class ids are 0-based label indices.
+and, with ``ssd.clip_before_nms`` (the default), clipped to the input. TF's
+Object Detection API instead runs NMS on the unclipped boxes and clips the
+survivors (the runtime clips every box to the frame): ``clip_before_nms:
+false`` gives TF's detections exactly, also where boxes cross the border.
+
+Scores: ``ssd.score_activation`` over all columns (softmax includes the
+background column), then column 0 is dropped when it is background, so class
+ids are 0-based label indices (TF's class id k is column k, label k - 1).
 """
 
 from __future__ import annotations
@@ -92,6 +97,10 @@ class SsdSpec:
     score_activation: str = "sigmoid"
     #: whether score column 0 is a background class to drop
     background_class: bool = True
+    #: clip the decoded boxes to the input before NMS; TF's OD API runs NMS on
+    #: unclipped boxes and clips after it (the runtime clips to the frame), so
+    #: ``false`` reproduces TF's detections exactly where boxes cross the border
+    clip_before_nms: bool = True
 
 __all__ = [
     "generate_anchors",
@@ -643,9 +652,10 @@ def decode(graph: Any, spec: Any, heads: Any, outs: Sequence[Any]) -> Tuple[Any,
     xy = b.op("Add", [b.op("Mul", [b.slice(t, 0, 2, 2), size]), centre])
     wh = b.op("Mul", [b.op("Exp", [b.slice(t, 2, 4, 2)]), size])
     half = b.op("Mul", [wh, np.array(0.5, np.float32)])
-    corners = b.op("Concat", [b.op("Sub", [xy, half]), b.op("Add", [xy, half])], {"axis": 2})
-    corners = b.op("Max", [corners, np.array(0.0, np.float32)])
-    boxes = b.op("Min", [corners, np.array([width, height, width, height], np.float32).reshape(1, 1, 4)])
+    boxes = b.op("Concat", [b.op("Sub", [xy, half]), b.op("Add", [xy, half])], {"axis": 2})
+    if ssd.clip_before_nms:
+        corners = b.op("Max", [boxes, np.array(0.0, np.float32)])
+        boxes = b.op("Min", [corners, np.array([width, height, width, height], np.float32).reshape(1, 1, 4)])
 
     cols = layout.columns
     if layout.class_layout == "cn":
@@ -734,6 +744,7 @@ class SsdFamily(Family):
             box_order=sec.str("box_order", "yxhw", SSD_BOX_ORDERS),
             score_activation=sec.str("score_activation", "sigmoid", SCORE_ACTIVATIONS),
             background_class=sec.bool("background_class", True),
+            clip_before_nms=sec.bool("clip_before_nms", True),
         )
         if any(v == 0 for v in spec.box_coder_scales):
             raise sec.fail("box_coder_scales", "must not contain 0")
