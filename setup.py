@@ -71,6 +71,7 @@ setup(
             "mypy==1.14.1",  # the last mypy that checks for Python 3.8
             "vermin>=1.6",
             "pyyaml>=6",
+            "scikit-image==0.26.0",  # real photos (skimage.data) for the TF OD API tests
         ] + ORT + RTX + TF + TORCH + CUDA + CV + INT8 + EVAL + PLOT,
     },
     entry_points={"console_scripts": ["trtedge=trtedge.cli:entry"]},

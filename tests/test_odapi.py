@@ -1,0 +1,523 @@
+"""TF Object Detection API SSDs as users have them: a TF1 ``frozen_inference_graph.pb``
+and a TF2 SavedModel with the model zoo's exact structure, each with its
+``pipeline.config`` beside it.
+
+The graphs are made by the API's own ``model_builder`` and exporters
+(``tests/odapi_fixtures.py``, SSD MobileNet v2, 300x300, 90 classes, random
+weights), each in its own subprocess (TF1 graph mode and TF2 cannot share
+one), both at once, and cached under pytest's cache directory keyed by the
+script's hash: a clean checkout (CI) makes them once per run, in about a
+minute on two cores.
+
+What is checked, on three real photos (scikit-image's astronaut, coffee and
+chelsea, resized to 300x300 and fed to both sides as the same uint8 pixels):
+
+* **Candidates before any threshold.** Random weights make scores that a
+  trained model would not have, so the comparison starts below NMS: TF's own
+  ``raw_detection_boxes`` / ``raw_detection_scores`` (decoded boxes and
+  sigmoid scores of all 1917 anchors x 90 classes, TF's Postprocessor before
+  its NMS) against the engine ONNX's ``candidate_*`` outputs in ONNX Runtime:
+  the top 300 (anchor, class) pairs by score match one to one (class, score
+  within 1e-4, box IoU >= 0.99). This pins anchors, box decode, score
+  conversion and the class offset (TF class id k = label k - 1).
+* **Detections.** TF's ``detection_*`` outputs (its BatchMultiClassNonMaxSuppression,
+  score threshold 1e-8, IoU 0.6, top 100) against trtedge's detections (the
+  runtime's host NMS on the engine's candidates): every one of TF's 100
+  detections has a trtedge detection of the same class, score within 0.01
+  and box IoU >= 0.9. The fixture's weights are scaled so that the top-100
+  scores spread over about 0.65-0.95 with clear gaps (see odapi_fixtures.py),
+  so which boxes NMS keeps does not hinge on round-off. The built-in spec
+  (TF1 here) clips boxes to the input before NMS, TF after it: there a few
+  of TF's detections whose box crosses the image border may be suppressed
+  differently, and the test allows at most 3 in 100, each on the border. The
+  TF2 spec sets ``ssd.clip_before_nms: false``, TF's order, and must match
+  all 100.
+* The TensorRT for RTX build of each cut graph (host NMS form) succeeds;
+  the same graph from its own uint8 input, with TF's preprocessor loop
+  left in, is rejected by the parser.
+"""
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+import cli  # noqa: E402
+
+_MISSING = [m for m in ("object_detection", "tf_slim", "tf_keras") if importlib.util.find_spec(m) is None]
+if _MISSING:
+    pytest.skip("the TF Object Detection API is not installed ({} missing): pip install --no-deps -r "
+                "requirements-odapi.txt".format(", ".join(_MISSING)), allow_module_level=True)
+tf = pytest.importorskip("tensorflow", reason="TensorFlow sources need tensorflow (pip install \"trtedge[tf]\")")
+tf2onnx = pytest.importorskip("tf2onnx", reason="TensorFlow sources need tf2onnx (pip install \"trtedge[tf]\")")
+ort = pytest.importorskip("onnxruntime", reason="ONNX Runtime runs the engine ONNX here")
+cv2 = pytest.importorskip("cv2", reason="OpenCV resizes the photos: pip install opencv-python-headless")
+skdata = pytest.importorskip("skimage.data", reason="the photos come from scikit-image: pip install scikit-image")
+trt = pytest.importorskip("tensorrt_rtx", reason="TensorRT for RTX (pip install tensorrt-rtx) builds the engines")
+
+import trtedge  # noqa: E402
+from trtedge.engines import tensorrt_build as tb  # noqa: E402
+from trtedge.engines import tf_source  # noqa: E402
+from trtedge.engines.families import ssd  # noqa: E402
+from trtedge.errors import BuildError, ModelError  # noqa: E402
+from trtedge.specs import load_spec  # noqa: E402
+from trtedge.specs.pipeline_config import read_pipeline_config  # noqa: E402
+
+pytestmark = [pytest.mark.odapi, pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCRIPT = os.path.join(HERE, "odapi_fixtures.py")
+BUILD_ENGINE = os.path.join(cli.ROOT, "build_engine.py")
+SIZE = 300
+PHOTOS = ("astronaut", "coffee", "chelsea")
+TOP_CANDIDATES = 300
+WIRING = "waiting for pipeline_config wiring"
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def zoo(request):
+    """{"tf1": dir, "tf2": dir} laid out as the zoo's tarballs (made once, cached)."""
+    with open(SCRIPT, "rb") as f:
+        key = hashlib.sha256(f.read()).hexdigest()[:16]
+    root = str(request.config.cache.mkdir("odapi-" + key))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    running = {}
+    for kind in ("tf1", "tf2"):
+        final = os.path.join(root, kind)
+        if os.path.isfile(os.path.join(final, "made.json")):
+            continue
+        shutil.rmtree(final, ignore_errors=True)
+        tmp = final + ".partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        proc = subprocess.Popen([sys.executable, SCRIPT, kind, tmp], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env)
+        running[kind] = (proc, tmp, final, time.time())
+    for kind, (proc, tmp, final, start) in running.items():
+        out, err = proc.communicate(timeout=600)
+        if proc.returncode != 0:
+            pytest.fail("tests/odapi_fixtures.py {} failed (exit {}):\n{}".format(kind, proc.returncode, err[-4000:]))
+        made = json.loads(out.strip().splitlines()[-1])
+        made["wall_seconds"] = round(time.time() - start, 1)
+        with open(os.path.join(tmp, "made.json"), "w") as f:
+            json.dump(made, f)
+        os.replace(tmp, final)
+        print("odapi fixture {}: exported in {} s ({} s wall, both in parallel)".format(
+            kind, made["seconds"], made["wall_seconds"]))
+    return {kind: os.path.join(root, kind) for kind in ("tf1", "tf2")}
+
+
+def frozen_graph(zoo):
+    return os.path.join(zoo["tf1"], "frozen_inference_graph.pb")
+
+
+def saved_model(zoo):
+    return os.path.join(zoo["tf2"], "saved_model")
+
+
+@pytest.fixture(scope="module")
+def tf1_build(zoo, tmp_path_factory):
+    """``python build_engine.py ssd_mobilenet_v2_coco --model frozen_inference_graph.pb`` (-v: the cut's log)."""
+    out = tmp_path_factory.mktemp("tf1_builtin")
+    start = time.time()
+    proc = cli.run("-v", "ssd_mobilenet_v2_coco", "--model", frozen_graph(zoo), "--out", out, script=BUILD_ENGINE)
+    seconds = time.time() - start
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    print("build_engine.py ssd_mobilenet_v2_coco (TF1): {:.1f} s".format(seconds))
+    return {"out": str(out), "engine": str(out / "ssd_mobilenet_v2_coco_fp32.bin"),
+            "onnx": str(out / "ssd_mobilenet_v2_coco_fp32.onnx"), "stderr": proc.stderr}
+
+
+def tf2_spec_file(zoo, directory, name="odapi_tf2", clip_before_nms=False):
+    """A spec YAML made from the SavedModel's own pipeline.config (the --pipeline-config mapping)."""
+    data = read_pipeline_config(os.path.join(zoo["tf2"], "pipeline.config"), name=name,
+                                source={"format": "savedmodel", "file": saved_model(zoo)})
+    spec = dict(data.spec)
+    spec["ssd"] = dict(spec["ssd"], clip_before_nms=clip_before_nms)
+    path = os.path.join(str(directory), name + ".yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(spec, f)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tf2_build(zoo, tmp_path_factory):
+    """The SavedModel, built from a spec of its pipeline.config (no cut given: trtedge finds it)."""
+    out = tmp_path_factory.mktemp("tf2_config")
+    start = time.time()
+    art = trtedge.build(tf2_spec_file(zoo, out), out=str(out), nms="host")
+    print("trtedge.build(SavedModel spec from pipeline.config): {:.1f} s".format(time.time() - start))
+    return {"out": str(out), "engine": art.engine, "onnx": art.onnx, "manifest": art.data}
+
+
+@pytest.fixture(scope="module")
+def tf2_graph(zoo):
+    """(frozen GraphDef, input names) of the SavedModel, as tf2onnx (and so trtedge) loads it."""
+    from tf2onnx import tf_loader
+
+    graph_def, inputs, _ = tf_loader.from_saved_model(saved_model(zoo), None, None, tag=["serve"],
+                                                      signatures=["serving_default"])
+    return graph_def, list(inputs)
+
+
+@pytest.fixture(scope="module")
+def tf_outputs(zoo):
+    """kind -> photo -> the graph's own outputs for that photo (TF runs the exported graph)."""
+    names = ("detection_boxes", "detection_scores", "detection_classes", "num_detections",
+             "raw_detection_boxes", "raw_detection_scores")
+    got = {"tf1": {}, "tf2": {}}
+    graph_def = tf.compat.v1.GraphDef()
+    with open(frozen_graph(zoo), "rb") as f:
+        graph_def.ParseFromString(f.read())
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.import_graph_def(graph_def, name="")
+    with tf.compat.v1.Session(graph=graph) as sess:
+        for photo in PHOTOS:
+            values = sess.run([n + ":0" for n in names], {"image_tensor:0": rgb_photo(photo)[None]})
+            got["tf1"][photo] = dict(zip(names, values))
+        got["tf1_anchors"] = sess.run("Concatenate/concat:0")
+    serve = tf.saved_model.load(saved_model(zoo)).signatures["serving_default"]
+    for photo in PHOTOS:
+        out = serve(input_tensor=tf.constant(rgb_photo(photo)[None]))
+        got["tf2"][photo] = {n: out[n].numpy() for n in names}
+    return got
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def rgb_photo(name):
+    """A scikit-image photo as 300x300 RGB uint8 (what both sides are fed)."""
+    image = getattr(skdata, name)()
+    return cv2.resize(image, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+
+
+def iou(a, b):
+    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
+    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def tf_pixels(boxes):
+    """TF's normalised [ymin, xmin, ymax, xmax] -> x1, y1, x2, y2 input pixels."""
+    return np.asarray(boxes, np.float64)[:, [1, 0, 3, 2]] * SIZE
+
+
+def engine_input(manifest, rgb):
+    return rgb[None] if manifest["input"]["channels"] == "rgb" else rgb[None, :, :, ::-1].copy()
+
+
+def read_manifest(engine):
+    with open(os.path.splitext(engine)[0] + ".json") as f:
+        return json.load(f)
+
+
+def match(want, got, score_tol, iou_min):
+    """Indices of ``want`` rows (class, score, box) with no ``got`` row of that class, close score and box."""
+    used, missing = set(), []
+    for i, (c, s, box) in enumerate(want):
+        found = None
+        for k, (c2, s2, box2) in enumerate(got):
+            if k not in used and c2 == c and abs(s2 - s) <= score_tol and iou(box, box2) >= iou_min:
+                found = k
+                break
+        if found is None:
+            missing.append(i)
+        else:
+            used.add(found)
+    return missing
+
+
+def on_border(box, tol=0.5):
+    return min(box[0], box[1]) <= tol or max(box[2], box[3]) >= SIZE - tol
+
+
+# --------------------------------------------------------------------------- the fixtures' structure
+
+
+def test_fixtures_have_the_zoo_layout_and_structure(zoo):
+    for name in ("frozen_inference_graph.pb", "pipeline.config", "model.ckpt.index", "model.ckpt.meta",
+                 "saved_model/saved_model.pb"):
+        assert os.path.isfile(os.path.join(zoo["tf1"], name)), name
+    for name in ("pipeline.config", "saved_model/saved_model.pb", "saved_model/variables/variables.index",
+                 "checkpoint/checkpoint"):
+        assert os.path.isfile(os.path.join(zoo["tf2"], name)), name
+    graph_def = tf.compat.v1.GraphDef()
+    with open(frozen_graph(zoo), "rb") as f:
+        graph_def.ParseFromString(f.read())
+    ops = {n.name: n.op for n in graph_def.node}
+    # what TensorRT refuses, as in the zoo's graphs: the uint8 input, the preprocessor's while
+    # loop of resizes, the Postprocessor's BatchMultiClassNonMaxSuppression over TensorArrays
+    assert ops["image_tensor"] == "Placeholder"
+    assert any(n.startswith("Preprocessor/map/while/") for n in ops)
+    assert "NonMaxSuppressionV3" in ops.values() or "NonMaxSuppressionV5" in ops.values()
+    assert sum(n.startswith("Postprocessor/BatchMultiClassNonMaxSuppression/") for n in ops) > 1000
+    for name in ("detection_boxes", "detection_scores", "detection_classes", "num_detections"):
+        assert name in ops
+    # the pipeline.config beside each model reads as the model's spec
+    for kind, extractor in (("tf1", "ssd_mobilenet_v2"), ("tf2", "ssd_mobilenet_v2_keras")):
+        spec = read_pipeline_config(os.path.join(zoo[kind], "pipeline.config")).model_spec()
+        assert (spec.input.height, spec.input.width, spec.num_classes) == (SIZE, SIZE, 90)
+        assert spec.description.startswith(extractor + " ")
+
+
+def test_odapi_cut_finds_the_model_body(zoo, tf2_graph):
+    """Where the real graphs are cut: not Preprocessor/sub:0 in these newer TF1 exports."""
+    cut1 = tf_source.odapi_cut(frozen_graph(zoo))
+    assert cut1 == tf_source.OdapiCut("Preprocessor/map/TensorArrayStack/TensorArrayGatherV3:0",
+                                      ("concat:0", "concat_1:0"), "tf1")
+    cut2 = tf_source.odapi_cut(tf2_graph[0])
+    assert cut2 == tf_source.OdapiCut("StatefulPartitionedCall/map/TensorArrayV2Stack/TensorListStack:0",
+                                      ("StatefulPartitionedCall/concat:0", "StatefulPartitionedCall/concat_1:0"),
+                                      "tf2")
+    plain = tf.compat.v1.GraphDef()
+    node = plain.node.add()
+    node.name, node.op = "x", "Placeholder"
+    assert tf_source.odapi_cut(plain) is None
+
+
+def test_anchors_are_the_graphs_own(zoo, tf_outputs):
+    """The built-in spec's anchors = TF1's MultipleGridAnchorGenerator output, anchor for anchor."""
+    spec = load_spec("ssd_mobilenet_v2_coco")
+    sizes = [(19, 19), (10, 10), (5, 5), (3, 3), (2, 2), (1, 1)]
+    ours = ssd.generate_anchors(spec.ssd.anchors, sizes, (SIZE, SIZE)).astype(np.float64)
+    corners = np.stack([ours[:, 0] - ours[:, 2] / 2, ours[:, 1] - ours[:, 3] / 2,
+                        ours[:, 0] + ours[:, 2] / 2, ours[:, 1] + ours[:, 3] / 2], 1)
+    theirs = tf_outputs["tf1_anchors"]
+    assert theirs.shape == (1917, 4)
+    np.testing.assert_allclose(corners, theirs, atol=2e-6)
+
+
+# --------------------------------------------------------------------------- builds
+
+
+def test_tf1_builtin_spec_builds_with_build_engine_py(tf1_build):
+    with open(tf1_build["engine"], "rb") as f:
+        assert f.read(4) == b"vtrt"
+    m = read_manifest(tf1_build["engine"])
+    assert m["name"] == "ssd_mobilenet_v2_coco" and m["family"] == "ssd" and m["nms"]["form"] == "host"
+    assert m["source"]["format"] == "frozen_graph" and len(m["labels"]) == 90
+    assert m["input"]["dtype"] == "uint8" and m["input"]["shape"][1:] == [SIZE, SIZE, 3]
+
+
+def test_tf1_cut_is_logged_with_counts(tf1_build):
+    found = re.search(r"TF Object Detection API graph cut at (\S+) and (\S+), (\S+): cut (\d+) of (\d+) source "
+                      r"nodes \((\d+) Preprocessor, (\d+) Postprocessor, (\d+) other\); (\d+) nodes reach TensorRT",
+                      tf1_build["stderr"])
+    assert found, tf1_build["stderr"][-3000:]
+    cut_input, box, cls = found.group(1), found.group(2), found.group(3)
+    cut, total, pre, post, other, kept = (int(found.group(i)) for i in range(4, 10))
+    # the spec's Preprocessor/sub:0 lies before this graph's resize loop: the cut moved to its end
+    assert cut_input == "Preprocessor/map/TensorArrayStack/TensorArrayGatherV3:0"
+    assert (box, cls) == ("concat:0", "concat_1:0")
+    assert pre + post + other == cut and cut < total and pre >= 50 and post >= 5000
+    assert 100 <= kept < total - cut  # ONNX nodes of the model body (TF's BatchNorms fold into convs)
+
+
+@pytest.mark.xfail(strict=False, reason="waiting for the pipeline to report tf_source.cut_note as a Note")
+def test_tf1_cut_counts_are_a_build_note(tf1_build):
+    assert re.search(r"^Note: cut \d+ of \d+ source nodes .*; \d+ nodes reach TensorRT$", tf1_build["stderr"],
+                     re.M), tf1_build["stderr"][-2000:]
+
+
+def test_trtedge_build_command_is_the_same_build(zoo, tf1_build):
+    proc = cli.run("build", "ssd_mobilenet_v2_coco", "--model", frozen_graph(zoo), "--out", tf1_build["out"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Up to date: reusing" in proc.stderr and proc.stdout.strip() == tf1_build["engine"]
+
+
+def test_tf2_spec_from_pipeline_config_builds(tf2_build):
+    with open(tf2_build["engine"], "rb") as f:
+        assert f.read(4) == b"vtrt"
+    m = tf2_build["manifest"]
+    assert m["source"]["format"] == "savedmodel" and m["nms"]["form"] == "host" and len(m["labels"]) == 90
+    assert m["spec"]["cut"] == {"input": None, "outputs": []}  # the config names no tensors: found in the graph
+    assert m["input"]["shape"][1:] == [SIZE, SIZE, 3]
+
+
+@pytest.mark.parametrize("kind", ["tf1", "tf2"])
+def test_nothing_of_tfs_pre_or_postprocessing_reaches_tensorrt(kind, tf1_build, tf2_build):
+    import onnx
+
+    model = onnx.load((tf1_build if kind == "tf1" else tf2_build)["onnx"])
+    ops = {n.op_type for n in model.graph.node}
+    assert not ops & {"Loop", "If", "Scan", "NonMaxSuppression", "Resize", "NonZero"}, ops
+    tf_scopes = ("Preprocessor", "Postprocessor", "map/while")
+    assert not [n.name for n in model.graph.node if any(s in n.name for s in tf_scopes)]
+    # the one such tensor name is where trtedge's own preprocessing feeds the model body (the spec's cut.input)
+    fed = [(n.op_type, o) for n in model.graph.node for o in n.output if any(s in o for s in tf_scopes)]
+    assert fed in ([], [("Add", "Preprocessor/sub:0")]), fed
+    assert [i.name for i in model.graph.input] == ["images"]
+    assert [o.name for o in model.graph.output] == ["candidate_boxes", "candidate_scores", "candidate_classes"]
+
+
+def raw_graph(zoo, kind, tf2_graph):
+    """The graph from its own uint8 image input to the box predictor, TF's preprocessor included
+    (tf2onnx on the Postprocessor as well would take minutes here; the parser stops earlier)."""
+    if kind == "tf1":
+        graph_def = tf.compat.v1.GraphDef()
+        with open(frozen_graph(zoo), "rb") as f:
+            graph_def.ParseFromString(f.read())
+        inputs = ["image_tensor:0"]
+    else:
+        graph_def, inputs = tf2_graph
+    cut = tf_source.odapi_cut(graph_def)
+    model, _ = tf2onnx.convert.from_graph_def(graph_def, input_names=list(inputs), output_names=list(cut.outputs),
+                                              opset=17)
+    return model
+
+
+@pytest.mark.parametrize("kind, refusal", [
+    ("tf1", "TensorRT cannot infer the shape of scan output Preprocessor/map/while/"),
+    ("tf2", "Found unsupported input type of UINT8"),
+])
+def test_rtx_builds_the_cut_graph_and_rejects_the_raw_one(kind, refusal, zoo, tf1_build, tf2_build, tf2_graph,
+                                                          tmp_path):
+    import onnx
+
+    engine = (tf1_build if kind == "tf1" else tf2_build)["engine"]
+    with open(engine, "rb") as f:
+        assert f.read(4) == b"vtrt" and os.path.getsize(engine) > 10_000_000
+    path = str(tmp_path / "raw_{}.onnx".format(kind))
+    onnx.save(raw_graph(zoo, kind, tf2_graph), path)
+    with pytest.raises(BuildError) as exc:
+        tb.build_engine(path, tb.BuildOptions(), trt=trt)
+    message = str(exc.value)
+    print("raw {} graph: {}".format(kind, message))
+    assert "could not parse" in message and refusal in message and "map/while" in message
+
+
+def test_a_cut_inside_the_postprocessor_is_refused(zoo, tmp_path):
+    spec = load_spec("ssd_mobilenet_v2_coco")
+    data = spec.to_dict()
+    data["cut"] = {"input": "Preprocessor/sub:0", "outputs": ["Postprocessor/raw_box_encodings:0", "concat_1:0"]}
+    from trtedge.specs import spec_from_dict
+
+    with pytest.raises(ModelError) as exc:
+        tf_source.convert(frozen_graph(zoo), "frozen_graph", spec_from_dict(data))
+    message = str(exc.value)
+    assert "\n" not in message and "Postprocessor" in message
+    assert "'Preprocessor/map/TensorArrayStack/TensorArrayGatherV3:0'" in message and "'concat:0'" in message
+
+
+# --------------------------------------------------------------------------- the same detections
+
+
+def engine_candidates(build, rgb):
+    manifest = read_manifest(build["engine"])
+    sess = ort.InferenceSession(build["onnx"], providers=["CPUExecutionProvider"])
+    boxes, scores, classes = sess.run(["candidate_boxes", "candidate_scores", "candidate_classes"],
+                                      {"images": engine_input(manifest, rgb)})
+    return boxes[0].astype(np.float64), scores[0].astype(np.float64), classes[0].astype(int), manifest
+
+
+@pytest.mark.parametrize("photo", PHOTOS)
+@pytest.mark.parametrize("kind", ["tf1", "tf2"])
+def test_candidates_before_nms_are_tfs(kind, photo, tf1_build, tf2_build, tf_outputs):
+    build = tf1_build if kind == "tf1" else tf2_build
+    rgb = rgb_photo(photo)
+    boxes, scores, classes, manifest = engine_candidates(build, rgb)
+    clip = manifest["spec"]["ssd"]["clip_before_nms"]
+    tf_out = tf_outputs[kind][photo]
+    raw_scores = tf_out["raw_detection_scores"][0][:, 1:].astype(np.float64)  # column 0: background
+    raw_boxes = tf_pixels(tf_out["raw_detection_boxes"][0])
+    if clip:
+        raw_boxes = np.clip(raw_boxes, 0, SIZE)
+    order = np.argsort(-raw_scores.ravel(), kind="stable")[:TOP_CANDIDATES]
+    anchor, cls = np.unravel_index(order, raw_scores.shape)
+    want = [(int(c), float(raw_scores[a, c]), raw_boxes[a]) for a, c in zip(anchor, cls)]
+    np.testing.assert_allclose(scores[:TOP_CANDIDATES], [w[1] for w in want], atol=1e-4)
+    got = list(zip(classes[:TOP_CANDIDATES + 20], scores[:TOP_CANDIDATES + 20], boxes[:TOP_CANDIDATES + 20]))
+    missing = match(want, got, 1e-4, 0.99)
+    assert not missing, [want[i] for i in missing[:5]]
+    # the scores are spread out, not all alike (random weights scaled like a trained model's)
+    assert want[0][1] - want[-1][1] > 0.1 and len({w[0] for w in want}) > 20
+
+
+@pytest.mark.parametrize("photo", PHOTOS)
+@pytest.mark.parametrize("kind", ["tf1", "tf2"])
+def test_detections_are_the_graphs_own(kind, photo, tf1_build, tf2_build, tf_outputs):
+    build = tf1_build if kind == "tf1" else tf2_build
+    rgb = rgb_photo(photo)
+    tf_out = tf_outputs[kind][photo]
+    n = int(tf_out["num_detections"][0])
+    want = [(int(c) - 1, float(s), b) for c, s, b in zip(tf_out["detection_classes"][0][:n],
+                                                         tf_out["detection_scores"][0][:n],
+                                                         tf_pixels(tf_out["detection_boxes"][0][:n]))]
+    with trtedge.Detector(build["engine"], backend="onnxrt") as det:
+        dets = det(rgb[:, :, ::-1].copy()).to_json()  # the Detector takes BGR frames
+    got = [(d["class_id"], d["score"], d["box"]) for d in dets]
+    assert n == 100 and len(got) == 100
+    assert want[0][1] - want[-1][1] > 0.1  # a spread of scores, not a tie
+    missing = match(want, got, 0.01, 0.9)
+    if read_manifest(build["engine"])["spec"]["ssd"]["clip_before_nms"]:
+        # trtedge clipped before NMS, TF after: only boxes on the border may be decided differently
+        assert len(missing) <= 3 and all(on_border(want[i][2]) for i in missing), [want[i] for i in missing]
+    else:
+        assert not missing, [want[i] for i in missing]
+
+
+# --------------------------------------------------------------------------- --pipeline-config (maintainer's wiring)
+
+
+def needs_wiring():
+    """xfail at once (not after a long conversion of the whole raw graph) while build() has no pipeline_config."""
+    import inspect
+
+    if "pipeline_config" not in inspect.signature(trtedge.build).parameters:
+        pytest.xfail(WIRING)
+
+
+@pytest.mark.xfail(strict=False, reason=WIRING)
+def test_python_api_builds_a_savedmodel_with_its_pipeline_config(zoo, tf2_build, tmp_path):
+    needs_wiring()
+    art = trtedge.build(saved_model(zoo), pipeline_config=os.path.join(zoo["tf2"], "pipeline.config"),
+                        out=str(tmp_path / "api"), nms="host")
+    m = art.data
+    assert m["family"] == "ssd" and len(m["labels"]) == 90 and m["input"]["shape"][1:] == [SIZE, SIZE, 3]
+    rgb = rgb_photo("astronaut")
+    ours = engine_candidates({"engine": art.engine, "onnx": art.onnx}, rgb)
+    made = engine_candidates(tf2_build, rgb)
+    np.testing.assert_allclose(ours[1][:100], made[1][:100], atol=1e-5)
+
+
+@pytest.mark.xfail(strict=False, reason=WIRING)
+def test_cli_builds_a_savedmodel_with_pipeline_config_flag(zoo, tmp_path):
+    needs_wiring()
+    proc = cli.run("build", saved_model(zoo), "--pipeline-config", os.path.join(zoo["tf2"], "pipeline.config"),
+                   "--out", tmp_path / "cli", "--onnx-only", "--nms", "host")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    onnx_path = proc.stdout.strip().splitlines()[-1]
+    assert read_manifest(onnx_path)["family"] == "ssd"
+
+
+@pytest.mark.xfail(strict=False, reason=WIRING)
+def test_a_pb_with_pipeline_config_beside_it_needs_no_flag(zoo, tmp_path):
+    needs_wiring()
+    proc = cli.run("build", frozen_graph(zoo), "--out", tmp_path / "pb", "--onnx-only", "--nms", "host")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert read_manifest(proc.stdout.strip().splitlines()[-1])["family"] == "ssd"
+
+
+@pytest.mark.xfail(strict=False, reason=WIRING)
+def test_a_model_directory_with_pipeline_config_needs_no_flag(zoo, tmp_path):
+    needs_wiring()
+    proc = cli.run("build", zoo["tf2"], "--out", tmp_path / "dir", "--onnx-only", "--nms", "host")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert read_manifest(proc.stdout.strip().splitlines()[-1])["family"] == "ssd"
