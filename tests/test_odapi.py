@@ -466,6 +466,7 @@ def test_detections_are_the_graphs_own(kind, photo, tf1_build, tf2_build, tf_out
     assert n == 100 and len(got) == 100
     assert want[0][1] - want[-1][1] > 0.1  # a spread of scores, not a tie
     missing = match(want, got, 0.01, 0.9)
+    print("{} {}: {} of {} TF detections matched".format(kind, photo, n - len(missing), n))
     if read_manifest(build["engine"])["spec"]["ssd"]["clip_before_nms"]:
         # trtedge clipped before NMS, TF after: only boxes on the border may be decided differently
         assert len(missing) <= 3 and all(on_border(want[i][2]) for i in missing), [want[i] for i in missing]
