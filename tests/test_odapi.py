@@ -82,7 +82,6 @@ BUILD_ENGINE = os.path.join(cli.ROOT, "build_engine.py")
 SIZE = 300
 PHOTOS = ("astronaut", "coffee", "chelsea")
 TOP_CANDIDATES = 300
-WIRING = "waiting for pipeline_config wiring"
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -474,51 +473,55 @@ def test_detections_are_the_graphs_own(kind, photo, tf1_build, tf2_build, tf_out
         assert not missing, [want[i] for i in missing]
 
 
-# --------------------------------------------------------------------------- --pipeline-config (maintainer's wiring)
+# --------------------------------------------------------------------------- no spec: the model's pipeline.config
 
 
-def needs_wiring():
-    """xfail at once (not after a long conversion of the whole raw graph) while build() has no pipeline_config."""
-    import inspect
-
-    if "pipeline_config" not in inspect.signature(trtedge.build).parameters:
-        pytest.xfail(WIRING)
+@pytest.fixture(scope="module")
+def wired_out(tmp_path_factory):
+    return tmp_path_factory.mktemp("from_config")
 
 
-@pytest.mark.xfail(strict=False, reason=WIRING)
-def test_python_api_builds_a_savedmodel_with_its_pipeline_config(zoo, tf2_build, tmp_path):
-    needs_wiring()
+def test_python_api_builds_a_savedmodel_with_its_pipeline_config(zoo, tf2_build, wired_out):
     art = trtedge.build(saved_model(zoo), pipeline_config=os.path.join(zoo["tf2"], "pipeline.config"),
-                        out=str(tmp_path / "api"), nms="host")
+                        out=str(wired_out), nms="host")
     m = art.data
     assert m["family"] == "ssd" and len(m["labels"]) == 90 and m["input"]["shape"][1:] == [SIZE, SIZE, 3]
+    with open(art.engine, "rb") as f:
+        assert f.read(4) == b"vtrt"
+    # the same model as the spec made of the same pipeline.config (which only also sets clip_before_nms: false)
     rgb = rgb_photo("astronaut")
     ours = engine_candidates({"engine": art.engine, "onnx": art.onnx}, rgb)
     made = engine_candidates(tf2_build, rgb)
-    np.testing.assert_allclose(ours[1][:100], made[1][:100], atol=1e-5)
+    np.testing.assert_allclose(ours[1], made[1], atol=1e-5)
+    assert (ours[2] == made[2]).all()
 
 
-@pytest.mark.xfail(strict=False, reason=WIRING)
-def test_cli_builds_a_savedmodel_with_pipeline_config_flag(zoo, tmp_path):
-    needs_wiring()
+def test_cli_builds_a_savedmodel_with_the_pipeline_config_flag(zoo, wired_out):
+    """``trtedge build saved_model/ --pipeline-config pipeline.config``: no spec file; the same build
+    as the Python API's (reused when that one ran first)."""
     proc = cli.run("build", saved_model(zoo), "--pipeline-config", os.path.join(zoo["tf2"], "pipeline.config"),
-                   "--out", tmp_path / "cli", "--onnx-only", "--nms", "host")
+                   "--out", wired_out, "--nms", "host")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    onnx_path = proc.stdout.strip().splitlines()[-1]
-    assert read_manifest(onnx_path)["family"] == "ssd"
+    engine = proc.stdout.strip().splitlines()[-1]
+    m = read_manifest(engine)
+    assert m["family"] == "ssd" and m["source"]["format"] == "savedmodel" and m["spec"]["cut"]["input"] is None
 
 
-@pytest.mark.xfail(strict=False, reason=WIRING)
-def test_a_pb_with_pipeline_config_beside_it_needs_no_flag(zoo, tmp_path):
-    needs_wiring()
-    proc = cli.run("build", frozen_graph(zoo), "--out", tmp_path / "pb", "--onnx-only", "--nms", "host")
+def test_saved_model_next_to_its_pipeline_config_needs_no_flag(zoo, wired_out):
+    first = read_manifest(os.path.join(str(wired_out), "tf2_fp32.bin")) if os.path.isfile(
+        os.path.join(str(wired_out), "tf2_fp32.json")) else None
+    proc = cli.run("build", saved_model(zoo), "--out", wired_out, "--nms", "host")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert read_manifest(proc.stdout.strip().splitlines()[-1])["family"] == "ssd"
+    m = read_manifest(proc.stdout.strip().splitlines()[-1])
+    assert m["family"] == "ssd" and len(m["labels"]) == 90
+    if first is not None:  # what the flag gave, found without it
+        assert "Up to date: reusing" in proc.stderr and m["build_key"] == first["build_key"]
 
 
-@pytest.mark.xfail(strict=False, reason=WIRING)
-def test_a_model_directory_with_pipeline_config_needs_no_flag(zoo, tmp_path):
-    needs_wiring()
-    proc = cli.run("build", zoo["tf2"], "--out", tmp_path / "dir", "--onnx-only", "--nms", "host")
+def test_a_pb_next_to_its_pipeline_config_needs_no_flag(zoo, tmp_path):
+    proc = cli.run("build", frozen_graph(zoo), "--out", tmp_path / "pb", "--nms", "host")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert read_manifest(proc.stdout.strip().splitlines()[-1])["family"] == "ssd"
+    m = read_manifest(proc.stdout.strip().splitlines()[-1])
+    assert m["family"] == "ssd" and m["source"]["format"] == "frozen_graph" and len(m["labels"]) == 90
+    with open(proc.stdout.strip().splitlines()[-1], "rb") as f:
+        assert f.read(4) == b"vtrt"
