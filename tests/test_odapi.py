@@ -329,7 +329,6 @@ def test_tf1_cut_is_logged_with_counts(tf1_build):
     assert 100 <= kept < total - cut  # ONNX nodes of the model body (TF's BatchNorms fold into convs)
 
 
-@pytest.mark.xfail(strict=False, reason="waiting for the pipeline to report tf_source.cut_note as a Note")
 def test_tf1_cut_counts_are_a_build_note(tf1_build):
     assert re.search(r"^Note: cut \d+ of \d+ source nodes .*; \d+ nodes reach TensorRT$", tf1_build["stderr"],
                      re.M), tf1_build["stderr"][-2000:]

@@ -663,8 +663,15 @@ def _engine_onnx(inputs: _Inputs, config: BuildConfig, caps: Any, road: str, not
         say("Graph surgery: {} head, NMS form '{}'".format(families.get(spec.family).describe(spec.section), form))
         if fp16:
             say("FP16 by ONNX types: the model body in FP16; preprocessing, decode and NMS in FP32")
+        source_proto = model_proto
         model_proto, more = transform(model_proto, spec, form or "host", fp16=fp16)
         notes.extend(more)
+        if inputs.source.format in ("savedmodel", "frozen_graph", "keras"):
+            from .tf_source import cut_note
+
+            note = cut_note(source_proto, model_proto)
+            if note:
+                notes.append(note)
     else:  # a plain model (family none): built as it is, only sanitised
         model_proto = _sanitized(model_proto)
         if fp16:

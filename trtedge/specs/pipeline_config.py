@@ -816,6 +816,7 @@ def ssd_spec_data(config: Dict[str, Any], origin: str, labels: Union[None, str, 
     activation, nms = _post_processing(ssd, notes)
     ssd_out["score_activation"] = activation
     ssd_out["background_class"] = background
+    ssd_out["clip_before_nms"] = False  # TF's postprocessor runs NMS on unclipped boxes, then clips
     names = _labels(labels, num_classes, ssd, notes)
     spec = {
         "name": name if name is not None else _default_name(origin),
