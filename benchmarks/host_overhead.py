@@ -13,7 +13,9 @@ leaves behind hit all paths alike):
 Paths (the engine's own work is never timed):
 
   bare cv2.resize   the frame to the 416x234 letterboxed size: the floor;
-  trtedge           letterbox into the input buffer (``fit_into``), copy the
+  trtedge           letterbox into the input buffer (``fit_into``, which like
+                    ``Detector.submit`` writes the padding of a reused buffer
+                    only when the placement changes), copy the
                     outputs out, host NMS for the ``host`` form, boxes back
                     to the frame; ``plugin``/``onnx`` forms: K=100 rows already
                     NMS'd by the engine; ``host`` form: C=1000 candidates;
@@ -178,7 +180,7 @@ def ultra_output(boxes, scores, classes, rng):
 # ------------------------------------------------------------------ trtedge
 
 def trtedge_path(frame, input_buf, device_outputs, host_outputs, form):
-    fit = fit_into(frame, input_buf[0], "letterbox", 114)
+    fit = fit_into(frame, input_buf[0], "letterbox", 114, keep_pad=True)  # as Detector.submit does
     for name, arr in device_outputs.items():  # the copy-out (device -> pinned host on a GPU)
         np.copyto(host_outputs[name], arr)
     boxes, scores, classes = detections_from_outputs(host_outputs, form, 0, NMS, None)

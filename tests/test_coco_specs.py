@@ -107,3 +107,12 @@ def test_wrong_class_count_for_a_coco_spec(tmp_path):
 
     with pytest.raises(ModelError, match="the model predicts 80 classes but the spec lists 20 labels"):
         surgery.transform(exported_like(spec), bad, "host")
+
+
+def test_ssdlite_is_ssd_mobilenet_v2_with_its_own_release():
+    """SSDLite's depthwise layers change neither anchors, box coder, scores, input nor NMS."""
+    lite, v2 = load_spec("ssdlite_mobilenet_v2_coco").to_dict(), load_spec("ssd_mobilenet_v2_coco").to_dict()
+    for key in ("name", "description", "source"):
+        assert lite.pop(key) != v2.pop(key)
+    assert lite == v2
+    assert "ssdlite_mobilenet_v2_coco_2018_05_09" in load_spec("ssdlite_mobilenet_v2_coco").source.url

@@ -336,3 +336,22 @@ def test_host_overhead_json_and_the_paths_do_the_same_job():
     assert result["scenes"]["spread"]["detections"]["trtedge-host"] == 100  # K caps the 300
     assert {t["scene"] for t in result["targets"]} == {"spread", "clustered"}
     assert all(isinstance(t["met"], bool) for t in result["targets"])
+
+
+def test_kept_padding_is_rewritten_whenever_the_placement_changes():
+    """fit_into(keep_pad=True) skips re-writing a reused buffer's padding only while it is still right."""
+    from trtedge.runtime.postprocess import fit_into, forget_pad
+
+    rng = np.random.default_rng(0)
+    buf = np.zeros((64, 64, 3), np.uint8)
+    wide, tall = rng.integers(0, 255, (32, 64, 3), dtype=np.uint8), rng.integers(0, 255, (64, 16, 3), dtype=np.uint8)
+    for frame in (wide, wide, tall, wide, tall, tall):
+        got = fit_into(frame, buf, "letterbox", 114, keep_pad=True)
+        fresh = np.zeros_like(buf)
+        want = fit_into(frame, fresh, "letterbox", 114)
+        assert got == want
+        np.testing.assert_array_equal(buf, fresh)
+    buf[:] = 7  # someone else wrote the buffer: after forget_pad the padding is written again
+    forget_pad(buf)
+    fit_into(tall, buf, "letterbox", 114, keep_pad=True)
+    np.testing.assert_array_equal(buf[:, :24], 114)

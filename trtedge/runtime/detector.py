@@ -25,7 +25,7 @@ from . import compat
 from .backend import Backend
 from .backends import open_backend
 from .detections import Detections
-from .postprocess import Fit, detections_from_outputs, fit_into, to_frame
+from .postprocess import Fit, detections_from_outputs, fit_into, forget_pad, to_frame
 
 
 log = logging.getLogger("trtedge")
@@ -160,8 +160,9 @@ class Detector(object):
         fits = []
         for k, frame in enumerate(frames):
             _check_frame(frame)
+            # the backend's input buffers are written only here: their padding is kept between frames
             fits.append(fit_into(frame[..., ::-1] if self.swap_rb else frame, buf[k], self.resize, self.pad_value,
-                                 self.align))
+                                 self.align, keep_pad=True))
         return fits, backend.submit({self.input_name: buf})
 
     def prepare(self, frame: np.ndarray) -> Prepared:
@@ -185,6 +186,7 @@ class Detector(object):
         buf = backend.input_buffer(self.input_name, batch)
         for k, item in enumerate(items):
             buf[k] = item.input
+            forget_pad(buf[k])
         return [item.fit for item in items], backend.submit({self.input_name: buf})
 
     def collect(self, ticket: Any) -> List[Detections]:
