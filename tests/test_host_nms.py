@@ -345,7 +345,8 @@ def test_kept_padding_is_rewritten_whenever_the_placement_changes():
     rng = np.random.default_rng(0)
     buf = np.zeros((64, 64, 3), np.uint8)
     wide, tall = rng.integers(0, 255, (32, 64, 3), dtype=np.uint8), rng.integers(0, 255, (64, 16, 3), dtype=np.uint8)
-    for frame in (wide, wide, tall, wide, tall, tall):
+    square = rng.integers(0, 255, (50, 50, 3), dtype=np.uint8)  # fills the whole input: no padding at all
+    for frame in (wide, wide, tall, wide, tall, tall, square, tall, wide, square, wide):
         got = fit_into(frame, buf, "letterbox", 114, keep_pad=True)
         fresh = np.zeros_like(buf)
         want = fit_into(frame, fresh, "letterbox", 114)
@@ -355,3 +356,15 @@ def test_kept_padding_is_rewritten_whenever_the_placement_changes():
     forget_pad(buf)
     fit_into(tall, buf, "letterbox", 114, keep_pad=True)
     np.testing.assert_array_equal(buf[:, :24], 114)
+
+
+def test_a_new_buffer_at_a_freed_buffers_address_is_padded():
+    """The kept padding belongs to the array that owns the memory, not to an address."""
+    from trtedge.runtime.postprocess import fit_into
+
+    frame = np.full((32, 64, 3), 200, np.uint8)
+    for _ in range(20):  # new buffers, often at the address the last one had
+        buf = np.zeros((64, 64, 3), np.uint8)
+        fit_into(frame, buf, "letterbox", 114, keep_pad=True)
+        assert (buf[:16] == 114).all() and (buf[48:] == 114).all()
+        del buf

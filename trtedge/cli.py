@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from .errors import TrtedgeError
 from .version import __version__
+from .utils.console import say as _say
 
 log = logging.getLogger("trtedge")
 
@@ -27,9 +28,6 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _say(message: str) -> None:
-    sys.stderr.write(message + "\n")
-    sys.stderr.flush()
 
 
 def add_build_arguments(p: argparse.ArgumentParser) -> None:

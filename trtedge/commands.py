@@ -11,17 +11,14 @@ import argparse
 import json
 import os
 import signal
-import sys
 import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .commands_inspect import add_inspect, run_inspect
 from .errors import TrtedgeError
+from .utils.console import say as _say
 
 
-def _say(message: str) -> None:
-    sys.stderr.write(message + "\n")
-    sys.stderr.flush()
 
 
 # ---------------------------------------------------------------- check

@@ -20,11 +20,11 @@ Importing this module loads neither numpy nor onnx.
 import argparse
 import json
 import os
-import sys
 from collections import Counter, OrderedDict
 from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import ManifestError, TrtedgeError
+from .utils.console import say as _say
 
 ENGINE_EXTS = (".bin", ".engine", ".plan")
 #: ops TensorRT for RTX parses but cannot build (what its build then says)
@@ -33,9 +33,6 @@ TOP_OPS = 12
 NODES_SHOWN = 5
 
 
-def _say(message: str) -> None:
-    sys.stderr.write(message + "\n")
-    sys.stderr.flush()
 
 
 def add_inspect(p: argparse.ArgumentParser) -> None:

@@ -26,17 +26,14 @@ Importing this module loads neither numpy nor onnx.
 import argparse
 import json
 import os
-import sys
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from .errors import TrtedgeError
+from .utils.console import say as _say
 
 ENGINE_EXTS = (".bin", ".engine", ".plan", ".trt")
 
 
-def _say(message: str) -> None:
-    sys.stderr.write(message + "\n")
-    sys.stderr.flush()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

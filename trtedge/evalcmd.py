@@ -20,19 +20,16 @@ import argparse
 import contextlib
 import json
 import os
-import sys
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from .errors import TrtedgeError
+from .utils.console import say as _say
 
 #: seed and frame sizes of ``--shapes`` (a seed no built-in detector was trained on)
 SHAPES_SEED = 4242
 SHAPES_SIZES = ((256, 256), (480, 640), (360, 640), (400, 300))
 
 
-def _say(message: str) -> None:
-    sys.stderr.write(message + "\n")
-    sys.stderr.flush()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

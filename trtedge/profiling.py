@@ -23,17 +23,14 @@ import argparse
 import importlib
 import json
 import os
-import sys
 import tempfile
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from .errors import TrtedgeError
 from .utils.files import write_atomic
+from .utils.console import say as _say
 
 
-def _say(message: str) -> None:
-    sys.stderr.write(message + "\n")
-    sys.stderr.flush()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

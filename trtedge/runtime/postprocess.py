@@ -6,6 +6,7 @@ the runtime must add almost nothing around the engine.
 """
 
 import math
+import weakref
 from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
@@ -45,8 +46,19 @@ def _resize(src: np.ndarray, w: int, h: int, dst: Optional[np.ndarray]) -> np.nd
 ALIGNS = ("center", "top_left")
 
 
-#: buffer (address, shape, strides) -> the placement whose padding it holds (see fit_into's keep_pad)
-_PADDED = {}  # type: Dict[Tuple[int, Tuple[int, ...], Tuple[int, ...]], Tuple[int, int, int, int, int]]
+#: buffer (address, shape, strides) -> (the placement whose padding it holds, a weak reference to the
+#: array that owns its memory: a buffer freed and another allocated at the same address is not the same)
+_PADDED = {}  # type: Dict[Tuple[int, Tuple[int, ...], Tuple[int, ...]], Tuple[Tuple[int, ...], Any]]
+
+
+def _pad_key(out: np.ndarray) -> Tuple[int, Tuple[int, ...], Tuple[int, ...]]:
+    return out.__array_interface__["data"][0], out.shape, out.strides
+
+
+def _owner(out: np.ndarray) -> np.ndarray:
+    while isinstance(out.base, np.ndarray):
+        out = out.base
+    return out
 
 
 def fit_into(frame: np.ndarray, out: np.ndarray, mode: str = "letterbox", pad_value: int = 114,
@@ -71,16 +83,22 @@ def fit_into(frame: np.ndarray, out: np.ndarray, mode: str = "letterbox", pad_va
     h, w = out.shape[:2]
     if mode == "stretch":
         _resize(frame, w, h, out)
+        if keep_pad:
+            forget_pad(out)  # the whole buffer is image now
         return Fit(w / fw, h / fh, 0.0, 0.0, fw, fh)
     r = min(w / fw, h / fh)
     nw, nh = max(1, int(round(fw * r))), max(1, int(round(fh * r)))
     x0, y0 = ((w - nw) // 2, (h - nh) // 2) if align == "center" else (0, 0)
     if nw == w and nh == h:
         _resize(frame, w, h, out)
+        if keep_pad:
+            forget_pad(out)  # the whole buffer is image now: the next letterboxed frame pads it again
     else:
-        key = (out.__array_interface__["data"][0], out.shape, out.strides)
+        key = _pad_key(out)
         placed = (x0, y0, nw, nh, pad_value)
-        if not keep_pad or _PADDED.get(key) != placed:
+        owner = _owner(out)
+        entry = _PADDED.get(key) if keep_pad else None
+        if entry is None or entry[0] != placed or entry[1]() is not owner:
             out[:y0] = pad_value
             out[y0 + nh:] = pad_value
             out[y0:y0 + nh, :x0] = pad_value
@@ -88,14 +106,14 @@ def fit_into(frame: np.ndarray, out: np.ndarray, mode: str = "letterbox", pad_va
             if keep_pad:
                 if len(_PADDED) > 256:
                     _PADDED.clear()
-                _PADDED[key] = placed
+                _PADDED[key] = (placed, weakref.ref(owner))
         _resize(frame, nw, nh, out[y0:y0 + nh, x0:x0 + nw])
     return Fit(nw / fw, nh / fh, float(x0), float(y0), fw, fh)
 
 
 def forget_pad(out: np.ndarray) -> None:
     """``out`` was written by something other than :func:`fit_into`: pad it again next time."""
-    _PADDED.pop((out.__array_interface__["data"][0], out.shape, out.strides), None)
+    _PADDED.pop(_pad_key(out), None)
 
 
 def to_frame(boxes: np.ndarray, fit: Fit) -> np.ndarray:
