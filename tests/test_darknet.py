@@ -565,3 +565,21 @@ def test_cli_builds_a_cfg_with_no_spec_then_detects(tmp_path):
     os.remove(stem + ".weights")
     cli.assert_one_line_error(cli.run("build", cfg, "--out", out, "--force"), 2, "--weights FILE")
     cli.assert_one_line_error(cli.run("build", "shapes_yolo", "--weights", cfg), 2, "goes with a darknet .cfg")
+
+
+def test_builtin_darknet_spec_builds_from_weights(tmp_path):
+    """`trtedge build yolov4-tiny --model yolov4-tiny.weights`: the spec's own cfg, trtedge's converter."""
+    pytest.importorskip("tensorrt_rtx", reason="TensorRT for RTX (pip install tensorrt-rtx) builds the engine")
+    import json
+
+    import cli
+
+    cfg = dk.builtin_cfg("yolov4-tiny")
+    weights = du.write_weights(tmp_path / "yolov4-tiny.weights", du.random_weights(cfg, seed=4))
+    out = tmp_path / "out"
+    proc = cli.run("build", "yolov4-tiny", "--model", weights, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads((out / "yolov4-tiny_fp32.json").read_text())
+    assert m["source"]["format"] == "darknet" and m["source"]["path"].endswith("yolov4-tiny.cfg")
+    assert [o["name"] for o in m["outputs"]] == ["candidate_boxes", "candidate_scores", "candidate_classes"]
+    cli.assert_one_line_error(cli.run("build", "yolov4-tiny", "--out", out), 2, "yolov4-tiny.weights")

@@ -267,7 +267,7 @@ def resolve_target(target: str, model: Optional[str] = None, weights: Optional[s
 
 
 def _source_info(path: str, spec: Any) -> SourceInfo:
-    fmt = spec.source.format if spec.source.format != "auto" else sources.detect_format(path)
+    fmt = spec.source.format if spec.source.format not in ("auto", "darknet") else sources.detect_format(path)
     sha = sha256_path(path)
     if spec.source.sha256 and spec.source.sha256.lower() != sha:
         raise ModelError("{} has sha256 {} but the spec expects {}; it is another file or a broken "
@@ -341,10 +341,29 @@ def _named_plain(name: str) -> Any:
     return _plain_spec(name + ".onnx")
 
 
+def _darknet_cfg(spec: Any) -> str:
+    """A darknet spec's cfg: beside the spec, else one trtedge ships (models/darknet/)."""
+    from .darknet import BUILTIN_DIR
+
+    name = spec.source.cfg
+    places = []
+    if spec.origin and os.path.exists(spec.origin):
+        places.append(os.path.join(os.path.dirname(os.path.abspath(spec.origin)), name))
+    places.append(os.path.join(BUILTIN_DIR, os.path.basename(name)))
+    for p in places:
+        if os.path.isfile(p):
+            return p
+    raise ModelError("darknet cfg '{}' of spec '{}' not found; looked in: {}".format(name, spec.name,
+                                                                                  ", ".join(places)))
+
+
 def _resolve(tgt: Target, hints: Any = None) -> _Inputs:
     assert tgt.source_path is not None
     if tgt.kind == "onnx":
         return _resolve_onnx(tgt.source_path, hints)
+    if (tgt.kind == "spec" and tgt.spec.source.format == "darknet"
+            and not tgt.source_path.lower().endswith(".onnx")):  # an ONNX export given with --model is read as is
+        tgt = tgt._replace(kind="darknet", source_path=_darknet_cfg(tgt.spec), weights=tgt.source_path)
     if tgt.kind == "darknet":
         assert tgt.weights is not None
         both = "{}+{}".format(sha256_file(tgt.source_path), sha256_file(tgt.weights))

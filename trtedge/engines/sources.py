@@ -93,7 +93,7 @@ def locate(spec: Any, override: Optional[str] = None) -> str:
 def load(path: str, spec: Any = None, verbose: bool = False, say: Any = None) -> Any:
     """Load any supported source model as an ``onnx.ModelProto``."""
     fmt = spec.source.format if spec is not None and spec.source.format != "auto" else detect_format(path)
-    if fmt == "onnx":
+    if fmt == "onnx" or path.lower().endswith(".onnx"):  # e.g. a darknet spec given an ONNX export with --model
         return load_onnx(path)
     from . import tf_source
 

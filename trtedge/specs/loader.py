@@ -159,7 +159,10 @@ def spec_from_data(data: Any, file: str, base_dir: Optional[str]) -> S.ModelSpec
         input=src.str("input", None),
         howto=src.str("howto", None),
         archive_sha256=src.str("archive_sha256", None),
+        cfg=src.str("cfg", None),
     )
+    if source.format == "darknet" and not source.cfg:
+        raise src.fail("cfg", "is required with format darknet: the .cfg that goes with the .weights in 'file'")
     for key in ("sha256", "archive_sha256"):
         value = getattr(source, key)
         if value is not None and (len(value) != 64 or any(c not in "0123456789abcdef" for c in value.lower())):

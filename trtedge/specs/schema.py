@@ -18,7 +18,7 @@ Conventions (shared by every family):
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Dict, Optional, Tuple
 
-SOURCE_FORMATS = ("auto", "onnx", "savedmodel", "frozen_graph", "keras")
+SOURCE_FORMATS = ("auto", "onnx", "savedmodel", "frozen_graph", "keras", "darknet")
 CHANNEL_ORDERS = ("rgb", "bgr")
 LAYOUTS = ("nchw", "nhwc")
 RESIZE_MODES = ("letterbox", "stretch")
@@ -41,6 +41,9 @@ class SourceSpec:
     howto: Optional[str] = None
     #: sha256 of what ``url`` serves (the tarball), checked by ``--download``
     archive_sha256: Optional[str] = None
+    #: ``format: darknet``: the .cfg (beside the spec, else one of trtedge's in models/darknet/);
+    #: ``file`` is then the .weights
+    cfg: Optional[str] = None
 
 
 @dataclass(frozen=True)
