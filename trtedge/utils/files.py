@@ -5,7 +5,6 @@ under the final name (only a ``.partial-PID`` file, removed on the next
 write to the same place)."""
 
 import contextlib
-import glob
 import hashlib
 import os
 from typing import IO, Any, Iterator, Union
@@ -14,6 +13,8 @@ from typing import IO, Any, Iterator, Union
 @contextlib.contextmanager
 def atomic_open(path: str, mode: str = "wb") -> Iterator[IO]:
     """Write to ``path.partial-PID``, fsync, then rename over ``path``."""
+    import glob
+
     directory = os.path.dirname(os.path.abspath(path))
     for stale in glob.glob(glob.escape(path) + ".partial-*"):
         if not _owner_alive(stale):  # another live process may be writing it right now
