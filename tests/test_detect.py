@@ -234,3 +234,16 @@ def test_ctrl_c_finalises_video_and_json(engine, tmp_path):
     cap.release()
     assert ok and first.shape == (480, 640, 3) and frames >= len(rows) - 2
     assert not [f for f in os.listdir(tmp_path) if ".partial-" in f]
+
+
+def test_empty_frames_and_a_closed_detector_are_one_line(engine):
+    import trtedge
+    from trtedge.errors import TrtedgeError
+
+    det = trtedge.Detector(engine)
+    with pytest.raises(TrtedgeError, match="non-empty BGR uint8"):
+        det(np.zeros((0, 0, 3), np.uint8))
+    det.close()
+    det.close()  # twice is fine
+    with pytest.raises(TrtedgeError, match="this Detector is closed"):
+        det(generate(21, 0, (300, 500)).image)

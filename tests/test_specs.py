@@ -105,3 +105,53 @@ def test_legacy_uff_fields_are_mapped(tmp_path):
     bad = text.replace("num_classes: 3", "num_classes: 91")
     with pytest.raises(SpecError, match="num_classes' is 91 but the labels list 2 classes plus background"):
         load_spec(write(tmp_path, bad, "bad.yaml"))
+
+
+# ------------------------------------------------------------ hostile specs (issue [8]): one line, never a traceback
+
+@pytest.mark.parametrize("edit, expected", [
+    (("strides: [8, 16, 32]", "strides: [0, 16, 32]"), "must be whole numbers of pixels, at least 1"),
+    (("strides: [8, 16, 32]", "strides: [-8, 16, 32]"), "must be whole numbers of pixels, at least 1"),
+    (("strides: [8, 16, 32]", "strides: [8.5, 16, 32]"), "must be whole numbers of pixels, at least 1"),
+    (("std: [255, 255, 255]", "std: [0, 255, 255]"), "must not contain 0"),
+    (("normalize: {mean: [0, 0, 0], std: [255, 255, 255]}", "normalize: {scale: 0}"), "scales every pixel to 0"),
+    (("name: mine", "name: '..'"), "field 'name' must be a non-empty name"),
+    (("name: mine", "name: \"a\\nb\""), "field 'name' must be a non-empty name"),
+    (("labels: [cat, dog]", "labels: ../../etc/passwd"), "a label file must lie beside the spec"),
+    (("labels: [cat, dog]", "labels: /etc/passwd"), "a label file must lie beside the spec"),
+    (("scale_x_y: 1.05", "scale_x_y: 0"), "must be more than 0"),
+])
+def test_hostile_values_are_one_line(tmp_path, edit, expected):
+    text = GOOD.replace(*edit)
+    assert text != GOOD
+    with pytest.raises(SpecError) as err:
+        load_spec(write(tmp_path, text))
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+def test_label_file_that_is_not_utf8_is_one_line(tmp_path):
+    (tmp_path / "names.txt").write_bytes(b"cat\n\xffdog\n")
+    with pytest.raises(SpecError, match="is not UTF-8 text"):
+        load_spec(write(tmp_path, GOOD.replace("labels: [cat, dog]", "labels: names.txt")))
+
+
+def test_deeply_nested_yaml_is_one_line(tmp_path):
+    with pytest.raises(SpecError, match="not valid YAML|nested too deeply"):
+        load_spec(write(tmp_path, GOOD + "description: " + "[" * 100000 + "]" * 100000 + "\n"))
+
+
+def test_api_misuse_is_one_line(tmp_path):
+    """Wrong-typed build()/Detector() arguments and a closed Detector say what is wrong (TrtedgeError)."""
+    import trtedge
+    from trtedge.errors import TrtedgeError
+
+    with pytest.raises(TrtedgeError, match="target must be a path or name"):
+        trtedge.build(42)
+    with pytest.raises(TrtedgeError, match="workspace"):
+        trtedge.build("shapes_yolo", workspace=[1])
+    with pytest.raises(TrtedgeError, match="max batch must be a whole number"):
+        trtedge.build("shapes_yolo", max_batch="4")
+    with pytest.raises(TrtedgeError, match="engine must be a path"):
+        trtedge.Detector(3.5)
+    with pytest.raises(TrtedgeError, match="conf must be a number between 0 and 1"):
+        trtedge.Detector(str(tmp_path / "x.bin"), conf=7)

@@ -414,3 +414,16 @@ def test_close_releases_buffers(engine_file):
     be.close()
     assert len(MEMORY) < before
     be.close()  # twice is harmless
+
+
+def test_version_compatible_engine_runs_host_code_only_when_trusted(engine_file):
+    """The manifest's word alone never lets an engine run the host code it carries."""
+    m = manifest()
+    m["tensorrt"]["version_compatible"] = True
+    api = HostCuda()
+    mod = fake_trt(api)
+    mod.Runtime.engine_host_code_allowed = False  # the attribute TensorRT 10's Runtime has
+    with pytest.raises(EngineError, match="pass --trust-plugins"):
+        TensorRTBackend(engine_file, m, trt_module=mod, api=api)
+    be = TensorRTBackend(engine_file, m, trt_module=mod, api=api, trust_plugins=True)
+    assert be._runtime.engine_host_code_allowed is True
