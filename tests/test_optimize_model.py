@@ -353,3 +353,18 @@ def test_plain_int8_rows(tmp_path, rows, dims, count, calib, held, whole):
     assert got.calib.dtype == np.float32 and got.input_name == "x" and got.sha256 == _sha256(path)
     if not whole:  # held-out rows are never calibrated on
         assert not set(got.calib[:, 0].tolist()) & set(got.held_out[:, 0].tolist())
+
+
+def test_trtedge_build_of_a_plain_model_refuses_images_and_the_calibrator(tmp_path):
+    needs_rtx()
+    path = _dynamic_conv(tmp_path / "dyn.onnx")
+    (tmp_path / "frames").mkdir()
+    proc = cli.run("build", path, "--family", "none", "--precision", "int8", "--calib", tmp_path / "frames",
+                   "--out", tmp_path / "o")
+    cli.assert_one_line_error(proc, 2, "is not a .npy batch: dyn is a plain model (family none), calibrated on a "
+                                       ".npy batch of its own input")
+    np.save(str(tmp_path / "c.npy"), np.zeros((2, 3, 8, 8), np.float32))
+    proc = cli.run("build", path, "--family", "none", "--precision", "int8", "--calib", tmp_path / "c.npy",
+                   "--int8-road", "calibrator", "--out", tmp_path / "o")
+    cli.assert_one_line_error(proc, 2, "INT8 for a plain model (family 'none') is Q/DQ only")
+    assert not list((tmp_path / "o").glob("*.bin"))

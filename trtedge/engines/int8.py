@@ -55,7 +55,7 @@ def resolve_road(config: Any, caps: Any, spec: Any = None) -> str:
     if spec is not None and not spec.is_detector:
         if config.int8_road == "calibrator":
             raise BuildError("INT8 for a plain model (family '{}') is Q/DQ only: the calibrator road feeds "
-                             "camera frames".format(spec.family), hint="use --int8-road qdq (or auto)")
+                             "camera frames".format(spec.family), hint="use --int8-road qdq or auto")
         return "qdq"
     if config.int8_road == "qdq":
         return "qdq"
