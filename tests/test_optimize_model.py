@@ -44,8 +44,9 @@ def keras_model(tmp_path_factory):
     keras = tf.keras
     keras.utils.set_random_seed(0)
     inp = keras.Input((None, None, 3), name="image")
-    x = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu")(inp)
-    x = keras.layers.Conv2D(6, 3, padding="same")(x)
+    # 16 channels: ModelOpt leaves narrower convolutions in float, and --int8 should quantise one
+    x = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(inp)
+    x = keras.layers.Conv2D(16, 3, padding="same")(x)
     out = keras.layers.GlobalAveragePooling2D()(x)
     model = keras.Model(inp, out)
     d = tmp_path_factory.mktemp("keras")
@@ -141,8 +142,10 @@ def test_keras_file_without_input_file_is_the_same_build_as_trtedge_build(keras_
     (["-g", "-l", "512"], "argument -l/--memory_limit: not allowed with argument -g/--memory_growth"),
     (["--fp16", "--int8"], "argument --int8: not allowed with argument --fp16"),
     (["--fp32", "--fp16"], "argument --fp16: not allowed with argument --fp32"),
-    (["--int8"], "INT8 needs calibration data, which this version cannot take yet; build with --fp16 or --fp32 "
-                 "(trtedge build --precision int8 --calib ... comes in a later version)"),
+    (["--int8"], "--int8 needs calibration data: --calib BATCH.npy or -i BATCH.npy"),
+    (["--int8", "--calib", "frames/"], "--calib frames/: a plain model calibrates on a .npy batch of its own input"),
+    (["--int8", "-i", "b.npy", "--calib", "cam.mp4"], "--calib cam.mp4: a plain model calibrates on a .npy batch"),
+    (["--fp16", "--calib", "b.npy"], "--calib goes with --int8 (precision is fp16)"),
     (["-l", "lots"], "argument -l/--memory_limit: invalid int value: 'lots'"),
 ])
 def test_refused_flags(tmp_path, flags, message):
@@ -235,3 +238,133 @@ def test_tensorflow_out_of_gpu_memory_says_use_g_or_l(keras_model, capsys, monke
     assert "TensorFlow failed converting {}".format(keras_model / "tiny_sm") in errors[0]
     assert "ResourceExhaustedError: OOM when allocating" in errors[0]
     assert "optimize_model.py -g" in errors[0] and "-l 2048" in errors[0]
+
+
+def _sha256(path):
+    import hashlib
+
+    return hashlib.sha256(open(str(path), "rb").read()).hexdigest()
+
+
+def _int8_line(stdout):
+    found = re.findall(r"INT8 vs FP32 engine ONNX on (\d+) (held-out|calibration) rows: max abs output difference "
+                       r"(\S+) \((\d+) layers in INT8\)", stdout)
+    assert len(found) == 1, stdout
+    rows, kind, diff, layers = found[0]
+    return int(rows), kind, float(diff), int(layers)
+
+
+def _int8_build(out, stem):
+    m = json.loads(open(_one(out, stem, ".json")).read())
+    assert m["precision"] == "int8" and m["precision_road"] == "onnx_types" and m["family"] == "none"
+    assert m["tensorrt"]["module"] == "tensorrt_rtx" and os.path.getsize(_one(out, stem, ".bin")) > 0
+    ops = [n.op_type for n in onnx.load(_one(out, stem, ".onnx")).graph.node]
+    assert ops.count("QuantizeLinear") >= 2 and ops.count("DequantizeLinear") >= 2, ops  # strongly typed Q/DQ
+    return m
+
+
+def test_int8_calibrates_on_the_input_file_with_a_warning(keras_model, tmp_path, capsys):
+    needs_tf()
+    needs_rtx()
+    pytest.importorskip("modelopt.onnx.quantization", reason="INT8 Q/DQ needs NVIDIA ModelOpt")
+    out = tmp_path / "o"
+    batch = keras_model / "batch.npy"
+    code = optimize_model.main(["-m", str(keras_model / "tiny_sm"), "-o", str(out), "-i", str(batch), "--int8"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    warnings = [ln for ln in captured.err.splitlines() if ln.startswith("Warning: no --calib")]
+    assert warnings == ["Warning: no --calib: INT8 calibrates on the -i batch {}, so the check below runs on the "
+                        "data it was calibrated on".format(batch)]
+    m = _int8_build(out, "tiny_sm_int8")
+    info = m["int8"]
+    assert info["calib_sha256"] == _sha256(batch) and m["build_options"]["calib"] == str(batch)
+    assert info["road"] == "qdq" and info["reference"] == "fp32_outputs" and info["fp32_map"] is None
+    assert (info["frames"], info["held_out"]) == (2, 0)  # 2 rows (< 8): the whole batch calibrates and measures
+    assert info["quantized_layers"] >= 1 and 0.0 < info["max_abs_diff"] < 1.0, info
+    rows, kind, diff, layers = _int8_line(captured.out)
+    assert (rows, kind, layers) == (2, "calibration", info["quantized_layers"])
+    assert diff == pytest.approx(info["max_abs_diff"], rel=1e-2)
+    # -i still checks the engine ONNX (here INT8) against TensorFlow on the batch, and says what it compares
+    assert "Check on {} (2x24x40x3): INT8 engine ONNX in ONNX Runtime vs the source model in TensorFlow".format(
+        batch) in captured.out
+    assert "note: INT8: this compares the INT8 engine ONNX with the source, so the difference includes the " \
+           "quantisation error; no FP32 tolerance is applied" in captured.out
+    checked = _max_diffs(captured.out)
+    # the same rows: INT8 vs TensorFlow is INT8 vs the FP32 engine ONNX up to FP32's own ~1e-6
+    assert len(checked) == 1 and checked[0] == pytest.approx(info["max_abs_diff"], abs=1e-3), captured.out
+    assert captured.out.splitlines()[-1] == _one(out, "tiny_sm_int8", ".bin")
+
+
+def test_int8_with_its_own_calibration_batch(keras_model, tmp_path, capsys):
+    needs_tf()
+    needs_rtx()
+    pytest.importorskip("modelopt.onnx.quantization", reason="INT8 Q/DQ needs NVIDIA ModelOpt")
+    other = tmp_path / "other.npy"
+    np.save(str(other), np.random.default_rng(7).uniform(0, 1, (10, 24, 40, 3)).astype(np.float32))
+    out = tmp_path / "o"
+    code = optimize_model.main(["-m", str(keras_model / "tiny_sm"), "-o", str(out), "--int8", "--calib", str(other),
+                                "-i", str(keras_model / "batch.npy")])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "Warning" not in captured.err
+    info = _int8_build(out, "tiny_sm_int8")["int8"]
+    assert info["calib_sha256"] == _sha256(other) and info["calib_sha256"] != _sha256(keras_model / "batch.npy")
+    assert (info["frames"], info["held_out"]) == (8, 2)  # every fifth of 10 rows held out
+    rows, kind, diff, _ = _int8_line(captured.out)
+    assert (rows, kind) == (2, "held-out") and info["max_abs_diff"] > 0
+    assert diff == pytest.approx(info["max_abs_diff"], rel=1e-2)
+    assert "INT8 engine ONNX in ONNX Runtime vs the source model in TensorFlow" in captured.out
+
+
+def test_int8_calibration_batch_that_does_not_fit(tmp_path):
+    pytest.importorskip("modelopt.onnx.quantization", reason="INT8 Q/DQ needs NVIDIA ModelOpt")
+    needs_rtx()
+    path = _dynamic_conv(tmp_path / "dyn.onnx")
+    np.save(str(tmp_path / "b.npy"), np.zeros((2, 3, 20, 28), np.float32))
+    np.save(str(tmp_path / "c.npy"), np.zeros((4, 20, 28, 3), np.float32))  # NHWC: not the model's NCHW
+    proc = cli.run("-m", path, "-o", tmp_path / "o", "-i", tmp_path / "b.npy", "--int8", "--calib",
+                   tmp_path / "c.npy", script=SCRIPT)
+    cli.assert_one_line_error(proc, 2, "calibration batch {} has shape (4, 20, 28, 3) but the model input 'x' is "
+                                       "[?, 3, 20, 28]".format(tmp_path / "c.npy"))
+
+
+def _model_with_input(dims):
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="relu")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, dims)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("rows, dims, count, calib, held, whole", [
+    (20, ["N", 3], 500, 16, 4, False),  # every fifth row held out
+    (8, ["N", 3], 500, 7, 1, False),
+    (7, ["N", 3], 500, 7, 7, True),  # < 8 rows: the whole batch calibrates and measures
+    (20, ["N", 3], 5, 5, 4, False),  # --calib-count caps the calibration rows, not the held-out ones
+    (11, [2, 3], 500, 8, 2, False),  # a fixed batch of 2: whole batches (the odd row dropped)
+    (8, [2, 3], 500, 8, 8, True),  # 4 batches of 2: too few to hold one out
+])
+def test_plain_int8_rows(tmp_path, rows, dims, count, calib, held, whole):
+    from trtedge.engines import int8
+
+    path = tmp_path / "c.npy"
+    np.save(str(path), np.arange(rows * 3, dtype=np.float64).reshape(rows, 3))  # float64: cast to the input's
+    got = int8.plain_rows(str(path), _model_with_input(dims), count)
+    assert (len(got.calib), len(got.held_out), got.whole) == (calib, held, whole)
+    assert got.calib.dtype == np.float32 and got.input_name == "x" and got.sha256 == _sha256(path)
+    if not whole:  # held-out rows are never calibrated on
+        assert not set(got.calib[:, 0].tolist()) & set(got.held_out[:, 0].tolist())
+
+
+def test_trtedge_build_of_a_plain_model_refuses_images_and_the_calibrator(tmp_path):
+    needs_rtx()
+    path = _dynamic_conv(tmp_path / "dyn.onnx")
+    (tmp_path / "frames").mkdir()
+    proc = cli.run("build", path, "--family", "none", "--precision", "int8", "--calib", tmp_path / "frames",
+                   "--out", tmp_path / "o")
+    cli.assert_one_line_error(proc, 2, "is not a .npy batch: dyn is a plain model (family none), calibrated on a "
+                                       ".npy batch of its own input")
+    np.save(str(tmp_path / "c.npy"), np.zeros((2, 3, 8, 8), np.float32))
+    proc = cli.run("build", path, "--family", "none", "--precision", "int8", "--calib", tmp_path / "c.npy",
+                   "--int8-road", "calibrator", "--out", tmp_path / "o")
+    cli.assert_one_line_error(proc, 2, "INT8 for a plain model (family 'none') is Q/DQ only")
+    assert not list((tmp_path / "o").glob("*.bin"))

@@ -140,9 +140,10 @@ class Int8Info:
     frames: int = field(default=0, metadata=_meta(min=0))
     held_out: int = field(default=0, metadata=_meta(min=0))
     quantizer: str = ""
-    #: what the gate's mAP is measured against: the FP32 engine ONNX's detections or the frames' annotations
+    #: what the gate's mAP is measured against: the FP32 engine ONNX's detections or the frames' annotations;
+    #: a plain model (family none): "fp32_outputs", the FP32 engine ONNX's own outputs (see ``max_abs_diff``)
     reference: str = field(default="fp32_detections", metadata=_meta(
-        choices=("fp32_detections", "annotations", "none")))
+        choices=("fp32_detections", "annotations", "fp32_outputs", "none")))
     fp32_map: Optional[float] = field(default=None, metadata=_meta(min=0.0, max=1.0))
     int8_map: Optional[float] = field(default=None, metadata=_meta(min=0.0, max=1.0))
     max_map_drop: float = field(default=0.01, metadata=_meta(min=0.0, max=1.0))
@@ -152,6 +153,8 @@ class Int8Info:
     rounds: int = field(default=0, metadata=_meta(min=0))
     #: the calibrator road's TensorRT calibration cache beside the engine
     calibration_cache: Optional[str] = None
+    #: a plain model: the largest |INT8 - FP32| over every output on the held-out rows (ONNX Runtime, CPU)
+    max_abs_diff: Optional[float] = field(default=None, metadata=_meta(min=0.0))
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,12 @@ from .errors import ModelError, TrtedgeError
 
 TF_FORMATS = ("savedmodel", "frozen_graph", "keras")
 
-INT8_REFUSAL = ("INT8 needs calibration data, which this version cannot take yet; build with --fp16 or --fp32 "
-                "(trtedge build --precision int8 --calib ... comes in a later version)")
+INT8_NO_CALIB = ("--int8 needs calibration data: --calib BATCH.npy or -i BATCH.npy (a batch of the model's input, "
+                 "saved with numpy.save)")
+INT8_NOT_NPY = ("--calib {}: a plain model calibrates on a .npy batch of its own input (numpy.save); images or "
+                "video make no sense for an arbitrary model")
+INT8_CHECK_NOTE = ("INT8: this compares the INT8 engine ONNX with the source, so the difference includes the "
+                   "quantisation error; no FP32 tolerance is applied")
 
 
 class Check(NamedTuple):
@@ -35,6 +39,7 @@ class Check(NamedTuple):
     #: the batch's shape
     shape: Tuple[int, ...] = ()
     notes: Tuple[str, ...] = ()
+    precision: str = "fp32"
 
 
 class Result(NamedTuple):
@@ -162,14 +167,30 @@ def compare(engine_onnx: str, reference: Dict[str, Any], feed: Tuple[str, Any], 
 
 def optimize(model_path: str, out: Optional[str] = None, input_file: Optional[str] = None, workspace: Any = None,
              precision: str = "fp32", memory_growth: bool = False, memory_limit: Optional[int] = None,
-             force: bool = False, verbose: bool = False, say: Optional[Callable[[str], None]] = None) -> Result:
-    """Build ``model_path`` (ONNX, SavedModel directory, frozen .pb, Keras file) as a plain model."""
+             force: bool = False, verbose: bool = False, say: Optional[Callable[[str], None]] = None,
+             calib: Optional[str] = None) -> Result:
+    """Build ``model_path`` (ONNX, SavedModel directory, frozen .pb, Keras file) as a plain model.
+
+    INT8 (``precision="int8"``): Q/DQ of the whole graph calibrated on ``calib``, a ``.npy`` batch of the
+    model's input; without ``calib``, ``input_file`` calibrates (with a warning)."""
     from . import build
+    from .config import BuildConfig
     from .engines import sources
 
     say = say or (lambda message: None)
-    if isinstance(precision, str) and precision.lower() == "int8":
-        raise TrtedgeError(INT8_REFUSAL)
+    precision = precision.lower() if isinstance(precision, str) else precision
+    if precision == "int8":
+        if calib is None and input_file is None:
+            raise TrtedgeError(INT8_NO_CALIB)
+        if calib is not None and not (isinstance(calib, str) and calib.lower().endswith(".npy")):
+            raise TrtedgeError(INT8_NOT_NPY.format(calib))
+        if calib is None:
+            say("Warning: no --calib: INT8 calibrates on the -i batch {}, so the check below runs on the data it "
+                "was calibrated on".format(input_file))
+            calib = input_file
+        load_batch(calib)  # exists and is a .npy array: refused here, before anything is converted
+    elif calib is not None:
+        raise TrtedgeError("--calib goes with --int8 (precision is {})".format(precision))
     if not isinstance(model_path, str) or not model_path:
         raise TrtedgeError("give the model with -m PATH (ONNX, SavedModel directory, frozen .pb or Keras file)")
     if not os.path.exists(model_path):
@@ -188,10 +209,11 @@ def optimize(model_path: str, out: Optional[str] = None, input_file: Optional[st
         say("Note: -g / -l set TensorFlow's memory; {} is ONNX, which TensorFlow does not touch".format(model_path))
     name = _name(model_path)
     out_dir = out or os.path.join("build", name)
-    common = dict(out=out_dir, precision=precision, workspace=workspace, force=force, verbose=verbose, progress=say)
+    common = dict(out=out_dir, force=force, verbose=verbose, progress=say)
+    options = dict(precision=precision, workspace=workspace, calib=calib)
     if input_file is None:
         hints = {"family": "none"} if fmt == "onnx" else {}  # an ONNX is never turned into a detector here
-        return Result(build(model_path, **dict(common, **hints)), None)
+        return Result(build(model_path, config=BuildConfig.create(**options), **dict(common, **hints)), None)
 
     batch = load_batch(input_file)
     model = sources.load(model_path, None, verbose=verbose, say=say)
@@ -208,8 +230,9 @@ def optimize(model_path: str, out: Optional[str] = None, input_file: Optional[st
         os.makedirs(os.path.dirname(target), exist_ok=True)
         write_atomic(target, data)
         say("Input shape fixed from {} ({}): {}".format(input_file, "x".join(str(d) for d in batch.shape), target))
-    art = build(target, family="none", batch=batch.shape[0] if dynamic_batch else None, **common)
-    notes = []  # type: List[str]
+    config = BuildConfig.create(batch=batch.shape[0] if dynamic_batch else None, **options)
+    art = build(target, family="none", config=config, **common)
+    notes = [INT8_CHECK_NOTE] if precision == "int8" else []  # type: List[str]
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
@@ -223,14 +246,25 @@ def optimize(model_path: str, out: Optional[str] = None, input_file: Optional[st
         from .engines import tf_source
 
         reference, source = tf_source.run(model_path, fmt, feed[1], verbose=verbose), "TensorFlow"
-    return Result(art, compare(art.onnx, reference, feed, source, notes))
+    return Result(art, compare(art.onnx, reference, feed, source, notes)._replace(precision=precision))
 
 
 def format_check(check: Check, input_file: str) -> List[str]:
-    lines = ["Check on {} ({}): engine ONNX in ONNX Runtime vs the source model in {}".format(
-        input_file, "x".join(str(d) for d in check.shape), check.reference)]
+    lines = ["Check on {} ({}): {}engine ONNX in ONNX Runtime vs the source model in {}".format(
+        input_file, "x".join(str(d) for d in check.shape), "INT8 " if check.precision == "int8" else "",
+        check.reference)]
     width = max([len(n) for n in check.max_abs_diff] + [6])
     for name, diff in check.max_abs_diff.items():
         lines.append("  {}  max abs difference {:.3g}".format(name.ljust(width), diff))
     lines += ["  note: " + n for n in check.notes]
     return lines
+
+
+def format_int8(artifact: Any) -> List[str]:
+    """The INT8 record of a plain model's build, one line (none when the manifest has no measurement)."""
+    info = getattr(getattr(artifact, "info", None), "int8", None)
+    if info is None or info.max_abs_diff is None:
+        return []
+    return ["INT8 vs FP32 engine ONNX on {} {} rows: max abs output difference {:.3g} ({} layers in INT8)".format(
+        info.held_out or info.frames, "held-out" if info.held_out else "calibration", info.max_abs_diff,
+        info.quantized_layers)]

@@ -575,7 +575,7 @@ def _build(inputs: _Inputs, config: BuildConfig, key: str, paths: _Paths, trt_id
     if config.precision == "fp16":
         road = "builder_flag" if caps is not None and caps.fp16_flag and not caps.strongly_typed_only else "onnx_types"
     elif config.precision == "int8":
-        road = int8.road_of(config, caps)
+        road = int8.road_of(config, caps, spec)
 
     model_proto, form = _engine_onnx(inputs, config, caps, road, notes, verbose, say)
     model_proto = int8.apply(model_proto, options.int8, say)  # INT8: quantised and gated (a no-op otherwise)
