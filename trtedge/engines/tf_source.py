@@ -80,10 +80,7 @@ def convert(path: str, fmt: str, spec: Any, verbose: bool = False) -> Any:
     TensorFlow/tf2onnx are missing and :class:`ModelError` when the file is
     not such a model or tf2onnx cannot convert it.
     """
-    if fmt not in FORMATS:
-        raise ModelError("unknown TensorFlow model format '{}'; known: {}".format(fmt, ", ".join(FORMATS)))
-    _check_path(path, fmt)
-    tf, tf2onnx = _import_tf(fmt)
+    tf, tf2onnx = _open(path, fmt)
     with _tf_logs(verbose) as errors:
         try:
             if fmt == "savedmodel":
@@ -115,6 +112,14 @@ def _resource_error(exc: BaseException, logged: Sequence[str], doing: str) -> Op
 
 
 # --------------------------------------------------------------------------- imports and logs
+
+
+def _open(path: str, fmt: str) -> Tuple[Any, Any]:
+    """Check the format and the path, then import TensorFlow and tf2onnx: (tf, tf2onnx)."""
+    if fmt not in FORMATS:
+        raise ModelError("unknown TensorFlow model format '{}'; known: {}".format(fmt, ", ".join(FORMATS)))
+    _check_path(path, fmt)
+    return _import_tf(fmt)
 
 
 def _import_tf(fmt: str) -> Tuple[Any, Any]:
@@ -857,10 +862,7 @@ def run(path: str, fmt: str, array: Any, verbose: bool = False) -> Dict[str, Any
     """The source model's own outputs for ``array`` (its only input), by the names its ONNX gets:
     the signature's output names (SavedModel), the Keras output names (Keras file), TF tensor
     names (frozen graph). What a converted model is checked against."""
-    if fmt not in FORMATS:
-        raise ModelError("unknown TensorFlow model format '{}'; known: {}".format(fmt, ", ".join(FORMATS)))
-    _check_path(path, fmt)
-    tf, _ = _import_tf(fmt)
+    tf, _ = _open(path, fmt)
     with _tf_logs(verbose) as errors:
         try:
             if fmt == "savedmodel":
