@@ -581,13 +581,18 @@ def _needs_gstreamer(what: str) -> SourceError:
         "opencv-python-headless so it is not shadowed), elsewhere build OpenCV with -D WITH_GSTREAMER=ON".format(what))
 
 
-def _csi(text: str, **live: Any) -> Source:
+def _csi_params(text: str) -> Any:
+    """A csi:// URL's parameters; a bad one is a SourceError (one line)."""
     try:
-        params = gstreamer.parse_csi_url(text)
+        return gstreamer.parse_csi_url(text)
     except SourceError:
         raise
     except TrtedgeError as exc:
         raise SourceError(str(exc)) from None
+
+
+def _csi(text: str, **live: Any) -> Source:
+    params = _csi_params(text)
     cv2 = require_cv2()
     if not gstreamer.gstreamer_available():
         raise _needs_gstreamer("the CSI camera {}".format(text))
@@ -723,12 +728,7 @@ def plan_source(text: str) -> SourcePlan:
     if match:
         scheme = match.group(1).lower()
         if scheme == "csi":
-            try:
-                params = gstreamer.parse_csi_url(text)
-            except SourceError:
-                raise
-            except TrtedgeError as exc:
-                raise SourceError(str(exc)) from None
+            params = _csi_params(text)
             return SourcePlan(text, "csi", "csi{}".format(params.get("sensor_id", 0)))
         if scheme in ("rtsp", "rtsps", "http", "https"):
             return SourcePlan(text, "stream", _redact(text))
