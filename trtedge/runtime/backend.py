@@ -38,7 +38,11 @@ class Backend(object):
     def submit(self, feed: Dict[str, np.ndarray]) -> Any:
         """Start a batch; :meth:`collect` gives its outputs. Backends that run
         asynchronously (TensorRT) return at once, so the caller can prepare
-        the next batch while this one runs; the default runs it now."""
+        the next batch while this one runs; the default runs it now. The
+        feed's arrays are the caller's again when ``submit`` returns (a
+        backend that needs them later copies them first: TensorRT's go into
+        its pinned buffers), so the detect loop refills them with the next
+        frames."""
         return self.infer(feed)
 
     def collect(self, ticket: Any) -> Dict[str, np.ndarray]:

@@ -165,14 +165,29 @@ class Detector(object):
                                  self.align, keep_pad=True))
         return fits, backend.submit({self.input_name: buf})
 
-    def prepare(self, frame: np.ndarray) -> Prepared:
+    def prepare(self, frame: np.ndarray, out: Optional[np.ndarray] = None) -> Prepared:
         """Fit one frame into a new array of the engine's input size, touching no state
         of the Detector: safe in another thread while the engine runs (this is
-        what ``trtedge detect``'s reader thread does)."""
+        what ``trtedge detect``'s reader thread does).
+
+        ``out``: an input array an earlier ``prepare`` made, whose
+        :class:`Prepared` was submitted (the backend is done with it when
+        ``submit_prepared`` returns), to fit into instead of a new one; its
+        padding is then written only when the placement changes. The detect
+        loop recycles its readers' arrays this way: a new 416x416 array and
+        its padding per frame cost 0.2 ms of host work per 1280x720 frame.
+        """
         _check_frame(frame)
-        out = np.empty((self.height, self.width, 3), np.uint8)
-        fit = fit_into(frame[..., ::-1] if self.swap_rb else frame, out, self.resize, self.pad_value, self.align)
+        keep = out is not None and out.shape == (self.height, self.width, 3) and out.dtype == np.uint8
+        if not keep:
+            out = np.empty((self.height, self.width, 3), np.uint8)
+        assert out is not None
+        fit = fit_into(frame[..., ::-1] if self.swap_rb else frame, out, self.resize, self.pad_value, self.align,
+                       keep_pad=keep)
         return Prepared(out, fit)
+
+    #: :meth:`prepare` takes ``out`` (the detect loop recycles the arrays it made)
+    recycles_inputs = True
 
     def submit_prepared(self, items: Sequence[Prepared]) -> Any:
         """:meth:`submit` for frames already :meth:`prepare` d: one copy each into the input."""

@@ -40,8 +40,8 @@ _END = object()
 class _Reader(threading.Thread):
     """Reads one source and prepares its frames, into ``self.queue``."""
 
-    def __init__(self, source: Any, prepare: Callable[[Any], Any], limit: Optional[int], depth: int,
-                 stop: threading.Event) -> None:
+    def __init__(self, source: Any, prepare: Callable[..., Any], limit: Optional[int], depth: int,
+                 stop: threading.Event, recycles: bool = False) -> None:
         super().__init__(name="trtedge-read-{}".format(getattr(source, "name", "source")), daemon=True)
         self.source = source
         self.live = bool(getattr(source, "live", False))
@@ -51,6 +51,15 @@ class _Reader(threading.Thread):
         self.stop = stop
         self.error = None  # type: Optional[BaseException]
         self.dropped = 0  # prepared frames the engine had no time for (live sources only)
+        # input arrays the engine is done with, filled again with the next frames (Detector.prepare's
+        # ``out``); list.append and list.pop are atomic, so the engine thread gives back without a lock
+        self.recycles = recycles
+        self.spare = []  # type: List[Any]
+
+    def give_back(self, prepared: Any) -> None:
+        """``prepared`` was submitted: its input array can take another frame."""
+        if self.recycles and len(self.spare) < 8:
+            self.spare.append(prepared.input)
 
     def _put(self, item: Any) -> bool:
         if self.live and item is not _END:
@@ -60,7 +69,7 @@ class _Reader(threading.Thread):
                     return True
                 except queue.Full:
                     try:
-                        self.queue.get_nowait()
+                        self.give_back(self.queue.get_nowait()[1])
                         self.dropped += 1
                     except queue.Empty:
                         pass
@@ -81,7 +90,11 @@ class _Reader(threading.Thread):
                     if getattr(self.source, "ended", True):
                         break
                     continue
-                if not self._put((frame, self.prepare(frame.image))):
+                if self.recycles:
+                    prepared = self.prepare(frame.image, self.spare.pop() if self.spare else None)
+                else:
+                    prepared = self.prepare(frame.image)
+                if not self._put((frame, prepared)):
                     return
                 count += 1
         except BaseException as exc:  # handed to the engine thread, which raises it
@@ -182,8 +195,9 @@ def run_loop(det: Any, sources: Sequence[Any], sinks: Sequence[Any], stats: Any,
     """
     stop = threading.Event()
     # a file's reader reads no more than can be used; a live one runs until the engine has enough
-    readers = [_Reader(src, det.prepare, None, 1, stop) if getattr(src, "live", False)
-               else _Reader(src, det.prepare, max_frames, depth, stop) for src in sources]
+    recycles = bool(getattr(det, "recycles_inputs", False))  # prepare(image, out) fills a given array
+    readers = [_Reader(src, det.prepare, None, 1, stop, recycles) if getattr(src, "live", False)
+               else _Reader(src, det.prepare, max_frames, depth, stop, recycles) for src in sources]
     here = [s for s in sinks if _in_main_thread(s)]
     # a synchronous backend has already run when submit returns: collecting is host work for the writer
     collect_here = bool(here) or bool(getattr(det, "asynchronous", True))
@@ -220,6 +234,7 @@ def run_loop(det: Any, sources: Sequence[Any], sinks: Sequence[Any], stats: Any,
             if writer.stop_asked:
                 return False
             batch = []  # type: List[Any]
+            owners = []  # type: List[_Reader]
             for r in list(active):
                 deadline = time.monotonic() + LIVE_WAIT_S if r.live else None
                 item = None
@@ -235,6 +250,7 @@ def run_loop(det: Any, sources: Sequence[Any], sinks: Sequence[Any], stats: Any,
                         raise r.error
                 elif item is not None:
                     batch.append(item)
+                    owners.append(r)
             if max_frames is not None:
                 batch = batch[: max_frames - done]
             if not batch:
@@ -242,6 +258,8 @@ def run_loop(det: Any, sources: Sequence[Any], sinks: Sequence[Any], stats: Any,
             for start in range(0, len(batch), det.max_batch):
                 chunk = batch[start:start + det.max_batch]
                 ticket = det.submit_prepared([p for _, p in chunk])
+                for (_, p), r in zip(chunk, owners[start:start + det.max_batch]):
+                    r.give_back(p)
                 if pending is not None and not finish(pending):
                     return False
                 pending = (chunk, ticket)
