@@ -82,6 +82,38 @@ def test_video_file_loop_continues_past_the_end(video):
     assert src.read() is None  # closed
 
 
+def test_video_file_with_one_decoder_thread_gives_the_same_frames(video):
+    """Beside an engine on the CPU the detect loop decodes with the cores it leaves."""
+    def frames(**kwargs):
+        with open_source(video, **kwargs) as src:
+            threads = src._cap.get(cv2.CAP_PROP_N_THREADS) if hasattr(cv2, "CAP_PROP_N_THREADS") else None
+            out = []
+            while True:
+                f = src.read()
+                if f is None:
+                    return threads, out
+                out.append(f.image)
+
+    threads, one = frames(decode_threads=1)
+    if hasattr(cv2, "CAP_PROP_N_THREADS"):
+        assert threads == 1
+    _, default = frames()
+    assert len(one) == len(default) == COUNT
+    assert all(np.array_equal(a, b) for a, b in zip(one, default))
+
+
+@pytest.mark.parametrize("engine, files, cores, want", [
+    (0, 1, 2, None),    # TensorRT: the GPU runs the engine, OpenCV decodes on every core
+    (1, 1, 2, 1),       # ONNX Runtime on 1 of 2 cores: the other decodes
+    (7, 1, 8, 1),       # detect's default: every core but one for the engine
+    (2, 1, 8, 6),
+    (2, 3, 8, 2),       # three files share what the engine leaves
+    (8, 2, 8, 1),       # at least one each
+])
+def test_decode_threads_are_the_cores_the_engine_leaves(engine, files, cores, want):
+    assert sources.decode_threads(engine, files, cores) == want
+
+
 def test_image_directory_in_name_order(images):
     src = open_source(str(images))
     frames = list(src)

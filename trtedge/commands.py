@@ -198,7 +198,7 @@ def _detect(args: argparse.Namespace) -> int:
     from .runtime.detector import Detector
     from .runtime.pipeline_loop import run_loop
     from .runtime.sinks import Progress, RunStats, check_outputs, format_summary, open_sinks, written
-    from .runtime.sources import open_source, plan_source, stop_grab_threads
+    from .runtime.sources import decode_threads, open_source, plan_source, stop_grab_threads
 
     if args.conf is not None and not 0.0 <= args.conf <= 1.0:
         raise TrtedgeError("--conf must be between 0 and 1, is {}".format(args.conf))
@@ -230,8 +230,10 @@ def _detect(args: argparse.Namespace) -> int:
     stopped = ""  # who ended the run early: "the user" (Ctrl-C, ESC), "SIGTERM"
     error = None  # type: Any
     try:
+        decoders = decode_threads(det.host_threads, sum(1 for p in plans if p.kind == "file"))
         for plan in plans:
-            sources.append(open_source(plan, loop=args.loop, open_timeout=args.stream_timeout))
+            sources.append(open_source(plan, loop=args.loop, open_timeout=args.stream_timeout,
+                                       decode_threads=decoders))
         images = [f for p in plans for f in p.paths if _is_image(f)]
         sinks = open_sinks(show=args.show, save=args.save, save_dir=args.save_dir, json_path=args.json,
                            sources=sources, image_files=images)

@@ -25,6 +25,10 @@ class TensorInfo(NamedTuple):
 
 class Backend(object):
     name = "backend"
+    #: CPU threads the engine itself keeps busy while it runs (ONNX Runtime on the CPU: its
+    #: intra-op threads; TensorRT: none, the GPU runs it); the detect loop leaves those cores
+    #: to it and decodes video on the others
+    host_threads = 0
     inputs = []  # type: List[TensorInfo]
     outputs = []  # type: List[TensorInfo]
 

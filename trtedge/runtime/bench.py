@@ -157,9 +157,9 @@ def _pipeline_row(det: Any, video: str) -> Any:
     """The ``pipeline`` row over ``video`` and the source it reads (looped, opened once)."""
     from .pipeline_loop import run_loop
     from .sinks import RunStats
-    from .sources import open_source
+    from .sources import decode_threads, open_source
 
-    src = open_source(video, loop=True)
+    src = open_source(video, loop=True, decode_threads=decode_threads(det.host_threads))
     if src.live:
         src.close()
         raise TrtedgeError("--video {} is a live source; give a video file".format(video))

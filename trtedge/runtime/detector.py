@@ -121,6 +121,11 @@ class Detector(object):
         backend = self._backend()
         return bool(getattr(backend, "asynchronous", type(backend).submit is not Backend.submit))
 
+    @property
+    def host_threads(self) -> int:
+        """CPU cores the engine itself keeps busy (ONNX Runtime on the CPU; 0 for TensorRT)."""
+        return int(getattr(self._backend(), "host_threads", 0))
+
     def backend_is_dynamic(self) -> bool:
         return not isinstance(self.manifest.input.shape[0], int) if self.manifest.input.shape else True
 
