@@ -131,7 +131,9 @@ def _threads(value: Optional[int]) -> int:
         if value < 1:
             raise TrtedgeError("--threads must be at least 1, is {}".format(value))
         return value
-    return max(1, (os.cpu_count() or 2) - 1)
+    from .utils.cores import usable_cores
+
+    return max(1, usable_cores() - 1)
 
 
 def _engine_files(engine: str) -> List[Tuple[str, str]]:

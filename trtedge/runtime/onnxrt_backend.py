@@ -6,6 +6,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from ..errors import EngineError, TrtedgeError
+from ..utils.cores import usable_cores
 from .backend import Backend, TensorInfo
 
 
@@ -37,7 +38,7 @@ class OnnxRuntimeBackend(Backend):
         self.provider = self.session.get_providers()[0]
         self.name = "onnxrt ({})".format(self.provider.replace("ExecutionProvider", ""))
         if self.provider == "CPUExecutionProvider":
-            self.host_threads = threads or max(1, os.cpu_count() or 1)  # ONNX Runtime's default: every core
+            self.host_threads = threads or usable_cores()  # ONNX Runtime's default: every core
         self.inputs = [TensorInfo(i.name, _ort_dtype(i.type), tuple(i.shape)) for i in self.session.get_inputs()]
         self.outputs = [TensorInfo(o.name, _ort_dtype(o.type), tuple(o.shape)) for o in self.session.get_outputs()]
         self._names = [o.name for o in self.outputs]

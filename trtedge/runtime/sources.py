@@ -49,6 +49,7 @@ import numpy as np
 
 from ..errors import TrtedgeError
 from ..jetson import gstreamer
+from ..utils.cores import usable_cores
 
 __all__ = [
     "Frame",
@@ -818,5 +819,5 @@ def decode_threads(engine_threads: int, files: int = 1, cores: Optional[int] = N
     """
     if engine_threads <= 0:
         return None
-    cores = cores or os.cpu_count() or 1
+    cores = cores or usable_cores()
     return max(1, (cores - engine_threads) // max(1, files))
