@@ -7,11 +7,16 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run(*args, cwd=None, timeout=600, script=None, module="trtedge"):
-    """Run ``python -m MODULE ARGS`` (or ``python SCRIPT ARGS``); returns CompletedProcess."""
+def command(*args, script=None, module="trtedge"):
+    """(argv, env) of ``python -m MODULE ARGS`` (or ``python SCRIPT ARGS``), the test tree's root on PYTHONPATH."""
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    cmd = [sys.executable] + ([script] if script else ["-m", module]) + [str(a) for a in args]
+    return [sys.executable] + ([script] if script else ["-m", module]) + [str(a) for a in args], env
+
+
+def run(*args, cwd=None, timeout=600, script=None, module="trtedge"):
+    """Run ``python -m MODULE ARGS`` (or ``python SCRIPT ARGS``); returns CompletedProcess."""
+    cmd, env = command(*args, script=script, module=module)
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 

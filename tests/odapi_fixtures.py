@@ -3,26 +3,42 @@
 Run as a script, one model per process (TF1 graph mode and TF2 eager mode
 cannot share one)::
 
-    python tests/odapi_fixtures.py tf1 OUT_DIR   # OUT_DIR/frozen_inference_graph.pb + pipeline.config (+ the rest)
-    python tests/odapi_fixtures.py tf2 OUT_DIR   # OUT_DIR/saved_model/ + pipeline.config (+ checkpoint/)
+    python tests/odapi_fixtures.py KIND OUT_DIR
 
-Both are SSD MobileNet v2 at 300x300 with 90 COCO classes, built by the OD
-API's own ``model_builder`` from the pipeline configs below and exported by
-its own exporters (TF1: ``exporter.export_inference_graph`` with
-``input_type='image_tensor'``; TF2: ``exporter_lib_v2.export_inference_graph``),
-which is how the zoo's tarballs were made; so the graphs have the zoo's node
-names, preprocessor loops and postprocessors, at the zoo's depth_multiplier
-1.0 (exporting takes about 30 s for TF1 and 55 s for TF2 on two cores).
+    KIND           model (300x300, 90 COCO classes)   OUT_DIR gets
+    tf1            SSD MobileNet v2, TF1 slim           frozen_inference_graph.pb + pipeline.config (+ the rest)
+    tf1_v1         SSD MobileNet v1, TF1 slim           the same
+    tf1_lite       SSDLite MobileNet v2, TF1 slim       the same
+    tf1_inception  SSD Inception v2, TF1 slim           the same
+    tf2            SSD MobileNet v2, TF2 Keras          saved_model/ + pipeline.config (+ checkpoint/)
+
+Each is built by the OD API's own ``model_builder`` from a pipeline config
+below (:data:`MODELS`) and exported by its own exporters (TF1:
+``exporter.export_inference_graph`` with ``input_type='image_tensor'``; TF2:
+``exporter_lib_v2.export_inference_graph``), which is how the zoo's tarballs
+were made; so the graphs have the zoo's node names, preprocessor loops and
+postprocessors, at the zoo's depth_multiplier 1.0. The three TF1 models
+other than tf1 are those of trtedge's other built-in TF1 specs
+(ssd_mobilenet_v1_coco, ssdlite_mobilenet_v2_coco, ssd_inception_v2_coco),
+with the model fields of the published sample configs of those names:
+SSDLite has depthwise-separable convolutions in the extra feature layers and
+in its 3x3 box and class heads (``use_depthwise``), Inception v2 3x3 heads
+without batch norm and ``override_base_feature_extractor_hyperparams``.
+Exporting takes about 20-35 s for each TF1 model (40 s for Inception v2) and
+55 s for TF2 on two cores.
 
 The weights are random (seeded) but scaled like a trained model's. With the API's own
 initialiser (truncated normal, stddev 0.03) the activations die out layer by
 layer and every score is exactly 0.5, which would make any comparison of
 detections a coin toss. So the conv kernels get a variance-keeping (He)
-initialisation, batch norms are identities, and each layer's box and class
+initialisation (times a ``gain`` of 1.3 for MobileNet v1 and Inception v2,
+see :func:`_random_weights`), batch norms are identities, and each layer's box and class
 head is scaled, measured on :func:`calibration_image`, to box encodings of
 std ``BOX_STD`` and logits of std ``LOGIT_STD`` around ``CLASS_BIAS``: the
-top-100 scores then spread over about 0.65-0.95 with clear gaps, and boxes
-move and stretch visibly off their anchors.
+top-100 scores then spread over about 0.65-0.95 with clear gaps on every
+model and photo the tests use, and boxes move and stretch visibly off their
+anchors. The head scaled is each layer's last box and class conv (SSDLite's
+1x1 after its depthwise one); the script fails if any is not matched.
 
 The pipeline configs are written here in the syntax of the published sample
 configs (``samples/configs/*.config``), with the fields that decide the
@@ -100,7 +116,7 @@ _COMMON_SSD = """
         aspect_ratios: 2.0
         aspect_ratios: 0.5
         aspect_ratios: 3.0
-        aspect_ratios: 0.3333
+        aspect_ratios: 0.3333%(anchor_extra)s
       }
     }
     image_resizer {
@@ -116,7 +132,7 @@ _COMMON_SSD = """
         num_layers_before_predictor: 0
         use_dropout: false
         dropout_keep_probability: 0.8
-        kernel_size: %(kernel)d
+        kernel_size: %(kernel)d%(predictor_depthwise)s
         box_code_size: 4
         apply_sigmoid_to_scores: false
         conv_hyperparams {
@@ -131,21 +147,14 @@ _COMMON_SSD = """
               stddev: 0.03
               mean: 0.0
             }
-          }
-          batch_norm {
-            train: true,
-            scale: true,
-            center: true,
-            decay: 0.9997,
-            epsilon: 0.001,
-          }
+          }%(predictor_batch_norm)s
         }
       }
     }
     feature_extractor {
       type: '%(extractor)s'
       min_depth: 16
-      depth_multiplier: %(depth)s
+      depth_multiplier: %(depth)s%(extractor_depthwise)s
       conv_hyperparams {
         activation: RELU_6,
         regularizer {
@@ -158,14 +167,7 @@ _COMMON_SSD = """
             stddev: 0.03
             mean: 0.0
           }
-        }
-        batch_norm {
-          train: true,
-          scale: true,
-          center: true,
-          decay: 0.9997,
-          epsilon: 0.001,
-        }
+        }%(extractor_batch_norm)s
       }%(override)s
     }
     loss {
@@ -182,7 +184,7 @@ _COMMON_SSD = """
         iou_threshold: 0.99
         loss_type: CLASSIFICATION
         max_negatives_per_positive: 3
-        min_negatives_per_image: 3
+        min_negatives_per_image: %(min_negatives)d
       }
       classification_weight: 1.0
       localization_weight: 1.0
@@ -251,17 +253,60 @@ eval_input_reader: {
 """
 
 
+_BATCH_NORM = """
+batch_norm {
+  train: true,
+  scale: true,
+  center: true,
+  decay: 0.9997,
+  epsilon: 0.001,
+}"""
+
+#: kind -> the model it makes: its title, the API it is built with (TF1 slim: a frozen
+#: graph; TF2 Keras: a SavedModel), what its pipeline.config sets apart from
+#: ``_COMMON_SSD`` and the ``gain`` of its random conv kernels (see :func:`_random_weights`).
+#: tf1_v1, tf1_lite and tf1_inception have the model fields of the published
+#: ``samples/configs/<sample>.config`` (trtedge's built-in spec of that model has that
+#: name too); tf1 and tf2 keep kernel_size 1 and no use_depthwise, where today's
+#: ssd_mobilenet_v2_coco.config has kernel_size 3 and use_depthwise in the extractor
+MODELS = {
+    "tf1": dict(title="SSD with Mobilenet v2", api="TF1 slim", extractor="ssd_mobilenet_v2"),
+    "tf2": dict(title="SSD with Mobilenet v2", api="TF2 Keras", extractor="ssd_mobilenet_v2_keras",
+                override=True),
+    "tf1_v1": dict(title="SSD with Mobilenet v1", api="TF1 slim", sample="ssd_mobilenet_v1_coco",
+                   extractor="ssd_mobilenet_v1", min_negatives=0, gain=1.3),
+    # depthwise-separable convolutions in the extra feature layers and in the box predictor
+    "tf1_lite": dict(title="SSDLite with Mobilenet v2", api="TF1 slim", sample="ssdlite_mobilenet_v2_coco",
+                     extractor="ssd_mobilenet_v2", kernel=3, depthwise=True),
+    # its extractor refuses to build without the override; its box predictor has no batch norm
+    "tf1_inception": dict(title="SSD with Inception v2", api="TF1 slim", sample="ssd_inception_v2_coco",
+                          extractor="ssd_inception_v2", kernel=3, override=True, predictor_batch_norm=False,
+                          reduce_boxes=True, min_negatives=0, gain=1.3),
+}
+TF1_KINDS = tuple(k for k, m in MODELS.items() if m["api"] == "TF1 slim")
+
+
+def _indent(text, spaces):
+    return text.replace("\n", "\n" + " " * spaces)
+
+
 def pipeline_text(kind, depth):
-    """The pipeline.config text for ``kind`` 'tf1' (slim) or 'tf2' (Keras)."""
-    if kind == "tf1":
-        extractor, kernel, override = "ssd_mobilenet_v2", 1, ""
-    else:
-        extractor, kernel = "ssd_mobilenet_v2_keras", 1
-        override = "\n      override_base_feature_extractor_hyperparams: true"
-    head = "# SSD with Mobilenet v2, 300x300, 90 COCO classes ({}; trtedge test fixture, random weights)\n".format(
-        "TF1 slim" if kind == "tf1" else "TF2 Keras")
-    body = _COMMON_SSD % {"extractor": extractor, "kernel": kernel, "depth": depth, "override": override}
-    return head + "\nmodel {\n  ssd {" + body + "  }\n}\n" + _TAIL
+    """The pipeline.config text for ``kind`` (a key of :data:`MODELS`)."""
+    m = MODELS[kind]
+    fields = {
+        "extractor": m["extractor"], "kernel": m.get("kernel", 1), "depth": depth,
+        "anchor_extra": "\n        reduce_boxes_in_lowest_layer: true" if m.get("reduce_boxes") else "",
+        "predictor_depthwise": "\n        use_depthwise: true" if m.get("depthwise") else "",
+        "predictor_batch_norm": _indent(_BATCH_NORM, 10) if m.get("predictor_batch_norm", True) else "",
+        "extractor_batch_norm": _indent(_BATCH_NORM, 8),
+        "extractor_depthwise": "\n      use_depthwise: true" if m.get("depthwise") else "",
+        "override": "\n      override_base_feature_extractor_hyperparams: true" if m.get("override") else "",
+        "min_negatives": m.get("min_negatives", 3),
+    }
+    after = "; after samples/configs/{}.config".format(m["sample"]) if "sample" in m else ""
+    head = "# {}, 300x300, 90 COCO classes ({}; trtedge test fixture, random weights{})\n".format(
+        m["title"], m["api"], after)
+    return head + "\nmodel {\n  ssd {" + _COMMON_SSD % fields + "  }\n}\n" + _TAIL
 
 
 # --------------------------------------------------------------------------- stand-ins for modules the API imports
@@ -331,13 +376,20 @@ def _stub_tf1_contrib():
 # --------------------------------------------------------------------------- weights
 
 
-def _random_weights(values, names, rng):
-    """He-normal conv kernels, identity batch norms, zero biases (numpy arrays, same order).
+def _random_weights(values, names, rng, gain=1.0):
+    """He-normal conv kernels (times ``gain``), identity batch norms, zero biases
+    (numpy arrays, same order).
 
     The OD API's own initialiser (truncated normal, stddev 0.03) shrinks the
     activations layer by layer until the heads see zeros and every score is
     0.5; a variance-keeping initialiser gives feature maps that differ from
-    place to place, as a trained model's do.
+    place to place, as a trained model's do. In MobileNet v2's residual
+    blocks the activations then grow until ReLU6 clips some of them, which
+    keeps their spread about the same from photo to photo. A plain chain of
+    convolutions with zero biases (MobileNet v1, Inception v2) stays linear
+    instead: its outputs scale with the photo's contrast (a dull photo gave
+    scores of 0.07-0.13 where the calibration image gave 0.8-0.97). ``gain`` 1.3
+    lets the activations grow into ReLU6's clipping there as well.
     """
     out = []
     for v, n in zip(values, names):
@@ -351,7 +403,7 @@ def _random_weights(values, names, rng):
         elif v.ndim == 4:
             kh, kw, cin, _ = v.shape
             fan_in = kh * kw * (1 if "depthwise" in low else cin)
-            out.append((rng.standard_normal(v.shape) * np.sqrt(2.0 / fan_in)).astype(v.dtype))
+            out.append((rng.standard_normal(v.shape) * (gain * np.sqrt(2.0 / fan_in))).astype(v.dtype))
         else:
             out.append(v)
     return out
@@ -376,15 +428,24 @@ def _head_gains(box_encodings, class_logits, feature_maps, anchors_per_location)
 
 
 def _apply_gains(values, names, gains):
-    """Scale the head kernels by ``gains``; class predictor biases become CLASS_BIAS."""
-    out = []
+    """Scale the head kernels by ``gains``; class predictor biases become CLASS_BIAS.
+
+    Each layer's box and class head must have exactly one kernel that ``_HEAD``
+    matches: its last conv (the 1x1 after the depthwise one in SSDLite's heads,
+    ``.../BoxEncodingPredictor_depthwise/depthwise_weights``, which keeps its He
+    initialisation), whose output is the layer's encodings or logits.
+    """
+    out, scaled = [], []
     for v, n in zip(values, names):
         m = _HEAD.search(n)
         if m:
-            v = v * np.float32(gains[(int(m.group(1)), m.group(2))])
+            scaled.append((int(m.group(1)), m.group(2)))
+            v = v * np.float32(gains[scaled[-1]])
         elif re.search(r"ClassPredictor/bias", n):
             v = np.full_like(v, CLASS_BIAS)
         out.append(v)
+    if sorted(scaled) != sorted(gains):
+        raise RuntimeError("head kernels matched: {}, heads measured: {}".format(sorted(scaled), sorted(gains)))
     return out
 
 
@@ -441,9 +502,9 @@ def make_tf2(out_dir, depth):
 # --------------------------------------------------------------------------- TF1 frozen graph
 
 
-def make_tf1(out_dir, depth):
-    """Build in a TF1 graph, save a checkpoint, export with ``exporter.export_inference_graph``
-    (as export_inference_graph.py does, ``input_type=image_tensor``)."""
+def make_tf1(out_dir, depth, kind="tf1"):
+    """Build ``kind`` (one of :data:`TF1_KINDS`) in a TF1 graph, save a checkpoint, export with
+    ``exporter.export_inference_graph`` (as export_inference_graph.py does, ``input_type=image_tensor``)."""
     import tensorflow as tf
 
     tf.compat.v1.disable_v2_behavior()  # before the API is imported: it then registers the slim extractors
@@ -456,7 +517,7 @@ def make_tf1(out_dir, depth):
 
     tf1 = tf.compat.v1
     config = pipeline_pb2.TrainEvalPipelineConfig()
-    text_format.Merge(pipeline_text("tf1", depth), config)
+    text_format.Merge(pipeline_text(kind, depth), config)
     train_dir = os.path.join(out_dir, "train_ckpt")
     os.makedirs(train_dir, exist_ok=True)
     prefix = os.path.join(train_dir, "model.ckpt")
@@ -470,7 +531,8 @@ def make_tf1(out_dir, depth):
         names = [v.name for v in variables]
         with tf1.Session() as sess:
             sess.run(tf1.global_variables_initializer())
-            values = _random_weights(sess.run(variables), names, np.random.default_rng(SEED))
+            values = _random_weights(sess.run(variables), names, np.random.default_rng(SEED),
+                                     MODELS[kind].get("gain", 1.0))
             for var, val in zip(variables, values):
                 var.load(val, sess)
             box, cls, maps = sess.run([pred["box_encodings"], pred["class_predictions_with_background"],
@@ -487,14 +549,14 @@ def make_tf1(out_dir, depth):
 
 
 def main(argv):
-    if len(argv) not in (3, 4) or argv[1] not in ("tf1", "tf2"):
-        print("usage: odapi_fixtures.py tf1|tf2 OUT_DIR [DEPTH_MULTIPLIER]", file=sys.stderr)
+    if len(argv) not in (3, 4) or argv[1] not in MODELS:
+        print("usage: odapi_fixtures.py {} OUT_DIR [DEPTH_MULTIPLIER]".format("|".join(MODELS)), file=sys.stderr)
         return 2
     kind, out_dir = argv[1], argv[2]
     depth = argv[3] if len(argv) == 4 else "1.0"
     os.makedirs(out_dir, exist_ok=True)
     start = time.time()
-    made = make_tf1(out_dir, depth) if kind == "tf1" else make_tf2(out_dir, depth)
+    made = make_tf1(out_dir, depth, kind) if kind in TF1_KINDS else make_tf2(out_dir, depth)
     made["seconds"] = round(time.time() - start, 1)
     made["kind"] = kind
     print(json.dumps(made))
