@@ -77,38 +77,56 @@ def fit_into(frame: np.ndarray, out: np.ndarray, mode: str = "letterbox", pad_va
     placement in it changes, not for every frame of a stream (a 1280x720
     frame in 416x416 leaves 227 KB of padding).
     """
-    if align not in ALIGNS:
-        raise ValueError("align must be one of {}, not {!r}".format(", ".join(ALIGNS), align))
     fh, fw = frame.shape[:2]
     h, w = out.shape[:2]
-    if mode == "stretch":
+    key = (fh, fw, h, w, mode, align)
+    placement = _PLACEMENTS.get(key)
+    if placement is None:  # once per frame size: every frame of a stream has the same
+        placement = _placement(fh, fw, h, w, mode, align)
+        if len(_PLACEMENTS) > 256:
+            _PLACEMENTS.clear()
+        _PLACEMENTS[key] = placement
+    x0, y0, nw, nh, fit = placement
+    if nw == w and nh == h:  # stretched, or the frame has the input's aspect ratio: no padding
         _resize(frame, w, h, out)
         if keep_pad:
-            forget_pad(out)  # the whole buffer is image now
-        return Fit(w / fw, h / fh, 0.0, 0.0, fw, fh)
+            forget_pad(out)  # the whole buffer is image now: the next letterboxed frame pads it again
+        return fit
+    placed = (x0, y0, nw, nh, pad_value)
+    entry = None
+    if keep_pad:
+        pad_key = _pad_key(out)
+        owner = _owner(out)
+        entry = _PADDED.get(pad_key)
+    if entry is None or entry[0] != placed or entry[1]() is not owner:
+        out[:y0] = pad_value
+        out[y0 + nh:] = pad_value
+        out[y0:y0 + nh, :x0] = pad_value
+        out[y0:y0 + nh, x0 + nw:] = pad_value
+        if keep_pad:
+            if len(_PADDED) > 256:
+                _PADDED.clear()
+            _PADDED[pad_key] = (placed, weakref.ref(owner))
+    _resize(frame, nw, nh, out[y0:y0 + nh, x0:x0 + nw])
+    return fit
+
+
+def _placement(fh: int, fw: int, h: int, w: int, mode: str, align: str) -> Tuple[int, int, int, int, Fit]:
+    """(x0, y0, nw, nh, fit): where a fh x fw frame goes in a h x w input."""
+    if align not in ALIGNS:
+        raise ValueError("align must be one of {}, not {!r}".format(", ".join(ALIGNS), align))
+    if mode == "stretch":
+        return 0, 0, w, h, Fit(w / fw, h / fh, 0.0, 0.0, fw, fh)
     r = min(w / fw, h / fh)
     nw, nh = max(1, int(round(fw * r))), max(1, int(round(fh * r)))
     x0, y0 = ((w - nw) // 2, (h - nh) // 2) if align == "center" else (0, 0)
     if nw == w and nh == h:
-        _resize(frame, w, h, out)
-        if keep_pad:
-            forget_pad(out)  # the whole buffer is image now: the next letterboxed frame pads it again
-    else:
-        key = _pad_key(out)
-        placed = (x0, y0, nw, nh, pad_value)
-        owner = _owner(out)
-        entry = _PADDED.get(key) if keep_pad else None
-        if entry is None or entry[0] != placed or entry[1]() is not owner:
-            out[:y0] = pad_value
-            out[y0 + nh:] = pad_value
-            out[y0:y0 + nh, :x0] = pad_value
-            out[y0:y0 + nh, x0 + nw:] = pad_value
-            if keep_pad:
-                if len(_PADDED) > 256:
-                    _PADDED.clear()
-                _PADDED[key] = (placed, weakref.ref(owner))
-        _resize(frame, nw, nh, out[y0:y0 + nh, x0:x0 + nw])
-    return Fit(nw / fw, nh / fh, float(x0), float(y0), fw, fh)
+        return 0, 0, w, h, Fit(nw / fw, nh / fh, 0.0, 0.0, fw, fh)
+    return x0, y0, nw, nh, Fit(nw / fw, nh / fh, float(x0), float(y0), fw, fh)
+
+
+#: (frame h, w, input h, w, mode, align) -> its placement (:func:`_placement`)
+_PLACEMENTS = {}  # type: Dict[Tuple[int, int, int, int, str, str], Tuple[int, int, int, int, Fit]]
 
 
 def forget_pad(out: np.ndarray) -> None:
