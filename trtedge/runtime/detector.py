@@ -124,7 +124,7 @@ class Detector(object):
     @property
     def host_threads(self) -> int:
         """CPU cores the engine itself keeps busy (ONNX Runtime on the CPU; 0 for TensorRT)."""
-        return int(getattr(self._backend(), "host_threads", 0))
+        return self._backend().host_threads
 
     def backend_is_dynamic(self) -> bool:
         return not isinstance(self.manifest.input.shape[0], int) if self.manifest.input.shape else True
@@ -183,12 +183,11 @@ class Detector(object):
         its padding per frame cost 0.2 ms of host work per 1280x720 frame.
         """
         _check_frame(frame)
-        keep = out is not None and out.shape == (self.height, self.width, 3) and out.dtype == np.uint8
-        if not keep:
+        if out is None or out.shape != (self.height, self.width, 3) or out.dtype != np.uint8:
             out = np.empty((self.height, self.width, 3), np.uint8)
-        assert out is not None
+        # prepare's arrays are written only by fit_into: their padding is kept between frames
         fit = fit_into(frame[..., ::-1] if self.swap_rb else frame, out, self.resize, self.pad_value, self.align,
-                       keep_pad=keep)
+                       keep_pad=True)
         return Prepared(out, fit)
 
     #: :meth:`prepare` takes ``out`` (the detect loop recycles the arrays it made)

@@ -120,8 +120,6 @@ def _placement(fh: int, fw: int, h: int, w: int, mode: str, align: str) -> Tuple
     r = min(w / fw, h / fh)
     nw, nh = max(1, int(round(fw * r))), max(1, int(round(fh * r)))
     x0, y0 = ((w - nw) // 2, (h - nh) // 2) if align == "center" else (0, 0)
-    if nw == w and nh == h:
-        return 0, 0, w, h, Fit(nw / fw, nh / fh, 0.0, 0.0, fw, fh)
     return x0, y0, nw, nh, Fit(nw / fw, nh / fh, float(x0), float(y0), fw, fh)
 
 
