@@ -136,6 +136,70 @@ def test_files_never_drop_and_order_is_kept(asynchronous):
     assert not _loop_threads()
 
 
+class AffinityDet(FakeDet):
+    """A detector whose engine keeps ``host_threads`` CPU cores busy; records where each stage ran."""
+
+    def __init__(self, host_threads):
+        super().__init__()
+        self.host_threads = host_threads
+        self.where = {}
+
+    def prepare(self, image):
+        self.where["read"] = os.sched_getaffinity(0)
+        return super().prepare(image)
+
+    def submit_prepared(self, items):
+        self.where["engine"] = os.sched_getaffinity(0)
+        return super().submit_prepared(items)
+
+
+class AffinitySink(ListSink):
+    def write(self, frame, detections):
+        self.where = os.sched_getaffinity(0)
+        return super().write(frame, detections)
+
+
+needs_two_cores = pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                                     reason="thread CPU affinity needs Linux and at least two usable cores")
+
+
+@needs_two_cores
+def test_an_engine_on_the_cpu_gets_its_own_core():
+    """ONNX Runtime on the CPU: the engine thread stays on the first core, the reader and the
+    writer on the others; the caller's affinity is back as it was when the loop returns."""
+    cores = sorted(os.sched_getaffinity(0))
+    det, sink = AffinityDet(host_threads=1), AffinitySink()
+    before = os.sched_getaffinity(0)
+    assert pipeline_loop.run_loop(det, [FileSource("v", 6)], [sink], RunStats()) is True
+    assert det.where["engine"] == {cores[0]}
+    assert det.where["read"] == set(cores[1:]) and sink.where == set(cores[1:])
+    assert os.sched_getaffinity(0) == before and len(sink.got) == 6
+
+
+@needs_two_cores
+def test_an_engine_on_the_gpu_pins_nothing():
+    det, sink = AffinityDet(host_threads=0), AffinitySink()
+    all_cores = os.sched_getaffinity(0)
+    pipeline_loop.run_loop(det, [FileSource("v", 3)], [sink], RunStats())
+    assert det.where["engine"] == det.where["read"] == sink.where == all_cores
+
+
+def test_core_split():
+    from trtedge.utils import cores
+
+    assert cores.split_cores(0) is None  # TensorRT: the engine is on the GPU
+    assert cores.pin_thread(None) is None and cores.pin_thread(set()) is None
+    if not hasattr(os, "sched_getaffinity"):
+        assert cores.split_cores(1) is None
+        return
+    usable = sorted(os.sched_getaffinity(0))
+    assert cores.split_cores(len(usable)) is None  # nothing left for the readers
+    if len(usable) >= 2:
+        assert cores.split_cores(1) == ({usable[0]}, set(usable[1:]))
+    assert cores.pin_thread({10 ** 6}) is None  # a core that does not exist: nothing changes
+    assert sorted(os.sched_getaffinity(0)) == usable
+
+
 def test_sources_are_batched_and_max_frames_holds():
     det = FakeDet(max_batch=2)
     sink = ListSink()
@@ -524,12 +588,32 @@ def test_bench_pipeline_row_beside_the_engine(engine, tmp_path):
     data = json.loads(proc.stdout)
     names = [r["name"] for r in data["rows"]]
     assert names[0].startswith("engine (onnxrt") and "pipeline (1280x720 video, detect loop)" in names
+    assert "source alone (decode + letterbox)" in names
     assert data["threads"] == 1 and data["block"] == 4 and 0 < data["pipeline_ratio"] < 10
+    assert 0 < data["source_ratio"] < 100
     assert all(r["iterations"] == 12 and r["throughput"] > 0 for r in data["rows"])
     table = cli.run("bench", engine, "--video", big, "--iterations", "4", "--warmup", "0", "--block", "2",
                     "--no-baseline")
     assert "pipeline / engine throughput: " in table.stdout and "target >= 0.95" in table.stdout
     cli.assert_one_line_error(cli.run("bench", engine, "--video", big, "--batch", "2"), 2, "use --batch 1")
+
+
+def test_bench_pipeline_blocks_time_a_busy_reader(engine, video):
+    """A pipeline block times n frames while the reader still has frames to read: a reader that
+    has read its last frame leaves the engine a core to itself, which a long run never does."""
+    import trtedge
+
+    with trtedge.Detector(engine, backend="onnxrt", threads=1) as det:
+        row, source_row, src = bench._pipeline_row(det, str(video))
+        try:
+            seconds = row.block_fn(4, True)
+            assert seconds > 0 and row.wall[1] == 5
+            # the row read one frame to learn the size, then the block's 4 + 1 timed frames and the lead
+            assert src.read().index == 1 + 4 + 1 + bench._LEAD
+            assert source_row.block_fn(3, True) > 0
+            assert src.read().index == 1 + 4 + 1 + bench._LEAD + 3 + 1
+        finally:
+            src.close()
 
 
 class FrameList:
