@@ -24,9 +24,9 @@ cores) and the process may use more cores than that, the engine thread is
 kept on the first ``host_threads`` of them for the loop and the readers and
 the writer on the rest (thread CPU affinity; Linux only, elsewhere nothing is
 pinned). Left to the scheduler, the decoder and the engine swap cores and
-each refills its caches on the other: on the 2-core CI machine the pipeline
-kept 0.90-0.95 of the engine's throughput unpinned and 0.99-1.02 pinned
-(interleaved blocks, same process), while pinning the engine alone changed
+each refills its caches on the other: on the 2-core CI machine, interleaved
+in one process, the pipeline kept 2-7 % more of the engine's throughput
+pinned than unpinned (three runs), while pinning the engine alone changed
 nothing. ONNX Runtime's own pool threads (more than one engine thread) are
 left where ONNX Runtime puts them. An engine on the GPU pins nothing.
 
