@@ -539,6 +539,23 @@ def test_image_sources_keep_their_file_names(engine, tmp_path):
     assert "wrote    {}/ (3 images), {} (3 lines)".format(annotated, out) in proc.stderr
 
 
+def test_python_api_logs_what_it_built_and_which_backend_it_chose(tmp_path, caplog):
+    """No print from the Python API: its choices go to the ``trtedge`` logger at INFO."""
+    import logging
+
+    import trtedge
+
+    with caplog.at_level(logging.INFO, logger="trtedge"):
+        art = trtedge.build("shapes_yolo", out=str(tmp_path / "b"))
+        again = trtedge.build("shapes_yolo", out=str(tmp_path / "b"))
+        with trtedge.Detector(art.engine, backend="onnxrt") as det:
+            det(np.zeros((720, 1280, 3), np.uint8))
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("trtedge") and r.levelno == logging.INFO]
+    assert any(m.startswith("Wrote {} (".format(art.engine)) and art.manifest in m for m in said), said
+    assert again.reused and any(m.startswith("Up to date: reusing {}".format(art.engine)) for m in said), said
+    assert any(m.startswith("Detector: {} on onnxrt (CPU), NMS form".format(art.engine)) for m in said), said
+
+
 def test_check_exit_codes_for_what_is_not_an_engine(engine, tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("root:x:0:0:root:/root:/bin/bash\n")

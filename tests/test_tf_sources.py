@@ -191,6 +191,12 @@ def test_verbose_keeps_the_conversion_log(made, tmp_path):
     assert loud.returncode == 0, loud.stderr
     assert "tf2onnx" in loud.stderr and "Using opset <onnx, 17>" in loud.stderr
     assert "tf2onnx" not in quiet.stderr and "opset" not in quiet.stderr, quiet.stderr
+    # the wait is announced before TensorFlow loads, and the end names the files written
+    said = (quiet.stdout + quiet.stderr).splitlines()
+    converting = [k for k, line in enumerate(said) if line.startswith("Converting the TensorFlow keras")]
+    wrote = [k for k, line in enumerate(said) if line.startswith("Wrote ") and "(--onnx-only)" in line]
+    assert converting and wrote and converting[0] < wrote[-1], said
+    assert str(tmp_path / "q") in said[wrote[-1]]
 
 
 def test_pb_that_is_not_a_graph_def(tmp_path):
