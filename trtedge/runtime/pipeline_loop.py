@@ -229,7 +229,6 @@ def run_loop(det: Any, sources: Sequence[Any], sinks: Sequence[Any], stats: Any,
     writer = _Writer(det, [s for s in sinks if not _in_main_thread(s)], stats, progress, dropped, depth * 2,
                      other_cores)
     finished = False
-    affinity = pin_thread(engine_cores)  # put back when the loop ends
     for r in readers:
         r.start()
     writer.start()
@@ -248,6 +247,7 @@ def run_loop(det: Any, sources: Sequence[Any], sinks: Sequence[Any], stats: Any,
         writer.put((chunk, None, results, now))
         return True
 
+    affinity = pin_thread(engine_cores)  # put back when the loop ends
     try:
         active = list(readers)
         done = 0
