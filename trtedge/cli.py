@@ -62,6 +62,9 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--int8-road", default="auto", choices=INT8_ROADS,
                    help="int8: qdq (a Q/DQ engine ONNX quantised on the CPU), calibrator (TensorRT's entropy "
                         "calibrator, TensorRT 8.5-10), auto (calibrator where the TensorRT has one)")
+    p.add_argument("--frame-size", metavar="HxW",
+                   help="the engine takes frames of this size as they are (e.g. 720x1280) and resizes and "
+                        "letterboxes them itself: no resize on the host; other sizes are refused at run time")
     p.add_argument("--workspace", metavar="BYTES", help="builder workspace limit, e.g. 512M or 2G")
     p.add_argument("--batch", type=int, metavar="N", help="largest batch (profile 1..N, optimised for N)")
     p.add_argument("--min-batch", type=int, metavar="N")
@@ -91,7 +94,8 @@ def build_config(args: argparse.Namespace) -> Any:
         opt_batch=args.opt_batch, max_batch=args.max_batch, nms=args.nms, onnx_only=args.onnx_only,
         timing_cache=args.timing_cache, version_compatible=args.version_compatible,
         hardware_compat=args.hardware_compat, trt_module=args.trt_module, engine_ext=args.engine_ext,
-        calib=args.calib, calib_count=args.calib_count, max_map_drop=args.max_map_drop, int8_road=args.int8_road)
+        calib=args.calib, calib_count=args.calib_count, max_map_drop=args.max_map_drop, int8_road=args.int8_road,
+        frame_size=args.frame_size)
 
 
 def cmd_build(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ reproduces the same options. Nothing here imports numpy, onnx or TensorRT.
 
 import re
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import TrtedgeError
 
@@ -48,6 +48,23 @@ def _choice(name: str, value: Any, allowed: Any, optional: bool = False) -> None
         raise TrtedgeError("unknown {} {!r}; allowed: {}".format(name, value, ", ".join(allowed)))
 
 
+def parse_hw(text: Any, flag: str) -> Tuple[int, int]:
+    """``"720x1280"`` (HEIGHTxWIDTH), or a pair of whole numbers -> (height, width)."""
+    if isinstance(text, (tuple, list)) and len(text) == 2:
+        parts = list(text)
+    else:
+        parts = str(text).lower().replace(" ", "").split("x")
+    try:
+        if len(parts) != 2 or any(isinstance(p, (bool, float)) for p in parts):
+            raise ValueError(text)
+        h, w = int(parts[0]), int(parts[1])
+    except (TypeError, ValueError):
+        raise TrtedgeError("{} is {!r}; give HEIGHTxWIDTH, e.g. 720x1280".format(flag, text))
+    if h < 1 or w < 1:
+        raise TrtedgeError("{} is {!r}; height and width must be at least 1".format(flag, text))
+    return h, w
+
+
 def _whole(name: str, value: Any, minimum: int = 1, optional: bool = False) -> None:
     if value is None and optional:
         return
@@ -80,9 +97,17 @@ class BuildConfig:
     #: INT8: the largest mAP@0.5 drop against FP32 the accuracy gate accepts
     max_map_drop: float = MAX_MAP_DROP
     int8_road: str = "auto"
+    #: (height, width) of the frames the engine takes as they are (resize and letterbox inside the
+    #: engine); None: the engine takes its input size and the runtime letterboxes on the host
+    frame_size: Optional[Tuple[int, int]] = None
 
     def __post_init__(self) -> None:
         _choice("precision", self.precision, PRECISIONS)
+        if self.frame_size is not None:
+            object.__setattr__(self, "frame_size", parse_hw(self.frame_size, "--frame-size"))
+            if self.precision == "int8":
+                raise TrtedgeError("--frame-size does not go with --precision int8 yet (calibration fits frames "
+                                   "into the network's input size); build INT8 without --frame-size")
         _whole("workspace", self.workspace, 1, optional=True)
         for name in ("min_batch", "opt_batch", "max_batch"):
             _whole(name.replace("_", " "), getattr(self, name))
@@ -197,6 +222,8 @@ class BuildConfig:
             args += ["--max-map-drop", repr(float(self.max_map_drop))]
         if self.int8_road != d.int8_road:
             args += ["--int8-road", self.int8_road]
+        if self.frame_size is not None:
+            args += ["--frame-size", "{}x{}".format(*self.frame_size)]
         return args
 
     def replace(self, **changes: Any) -> "BuildConfig":

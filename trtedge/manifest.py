@@ -73,6 +73,15 @@ class InputInfo:
     layout: str = field(default="nchw", metadata=_meta(choices=("nchw", "nhwc")))
     scale: Tuple[float, ...] = (1.0 / 255.0,) * 3
     offset: Tuple[float, ...] = (0.0, 0.0, 0.0)
+    #: built with ``--frame-size``: the input takes whole frames of this size (its shape says so too)
+    #: and the engine letterboxes them into ``height`` x ``width`` itself; 0: the runtime letterboxes
+    frame_height: int = field(default=0, metadata=_meta(min=0))
+    frame_width: int = field(default=0, metadata=_meta(min=0))
+
+    @property
+    def frame_size(self) -> Optional[Tuple[int, int]]:
+        """(height, width) of the frames the engine takes as they are, or None."""
+        return (self.frame_height, self.frame_width) if self.frame_height and self.frame_width else None
 
 
 @dataclass(frozen=True)

@@ -432,8 +432,11 @@ class _Paths(NamedTuple):
 
 
 def _paths(out_dir: str, name: str, config: BuildConfig) -> _Paths:
-    """``<name>_<precision>[_b<max batch>]``: engines for other batch sizes never overwrite each other."""
+    """``<name>_<precision>[_b<max batch>][_f<H>x<W>]``: engines for other batch or frame sizes never
+    overwrite each other."""
     suffix = "_b{}".format(config.max_batch) if config.max_batch != 1 else ""
+    if config.frame_size is not None:
+        suffix += "_f{}x{}".format(*config.frame_size)
     stem = os.path.join(out_dir, "{}_{}{}".format(name, config.precision, suffix))
     return _Paths(stem + ".onnx", stem + ".ort.onnx", stem + "." + config.engine_ext, stem + ".json")
 
@@ -489,6 +492,7 @@ def build(
     head: Optional[str] = None,
     num_classes: Optional[int] = None,
     input_size: Any = None,
+    frame_size: Any = None,
 ) -> Artifact:
     """Build ``target`` (spec name, spec YAML, engine ONNX or model file).
 
@@ -516,7 +520,7 @@ def build(
             precision=precision, workspace=workspace, batch=batch, min_batch=min_batch, opt_batch=opt_batch,
             max_batch=max_batch, nms=nms, onnx_only=bool(onnx_only), timing_cache=timing_cache,
             version_compatible=bool(version_compatible), hardware_compat=hardware_compat, trt_module=trt_module,
-            engine_ext=engine_ext)
+            engine_ext=engine_ext, frame_size=frame_size)
     elif not isinstance(config, BuildConfig):
         raise TrtedgeError("build(): config must be a BuildConfig, not {}".format(type(config).__name__))
 
@@ -652,6 +656,12 @@ def _engine_onnx(inputs: _Inputs, config: BuildConfig, caps: Any, road: str, not
         fixed = nms_form_of(model_proto)
         form = _decide_nms(config.nms, caps, config.onnx_only, fixed) if spec.is_detector else None
         say("Building from engine ONNX {} (no spec file needed)".format(inputs.engine_onnx))
+        if spec.is_detector and _frame_of(model_proto, spec) != config.frame_size:
+            made_for = _frame_of(model_proto, spec)
+            raise BuildError("{} takes {}; build it {}".format(
+                inputs.engine_onnx, "frames of {}x{} (built with --frame-size)".format(*made_for) if made_for
+                else "the network's input size", "with --frame-size {}x{}".format(*made_for) if made_for
+                else "without --frame-size (or build the spec with it)"))
         made = get_onnx_metadata(model_proto).get("precision", "fp32")
         if made == "fp16" and config.precision == "fp32":
             raise BuildError("{} is an FP16 engine ONNX; build it with --precision fp16 or rebuild the ONNX "
@@ -683,7 +693,13 @@ def _engine_onnx(inputs: _Inputs, config: BuildConfig, caps: Any, road: str, not
         if fp16:
             say("FP16 by ONNX types: the model body in FP16; preprocessing, decode and NMS in FP32")
         source_proto = model_proto
-        model_proto, more = transform(model_proto, spec, form or "host", fp16=fp16)
+        if config.frame_size is not None and config.frame_size == (spec.input.height, spec.input.width):
+            raise BuildError("the network's input is already {}x{}: frames of that size need no resize; build "
+                             "without --frame-size".format(*config.frame_size))
+        if config.frame_size is not None and spec.input.engine_channels != "bgr":
+            raise BuildError("--frame-size takes frames as OpenCV gives them (BGR); this spec's input.engine_channels "
+                             "is {}: drop one of the two".format(spec.input.engine_channels))
+        model_proto, more = transform(model_proto, spec, form or "host", fp16=fp16, frame_size=config.frame_size)
         notes.extend(more)
         if inputs.source.format in ("savedmodel", "frozen_graph", "keras"):
             from .tf_source import cut_note
@@ -692,12 +708,25 @@ def _engine_onnx(inputs: _Inputs, config: BuildConfig, caps: Any, road: str, not
             if note:
                 notes.append(note)
     else:  # a plain model (family none): built as it is, only sanitised
+        if config.frame_size is not None:
+            raise BuildError("--frame-size is for detectors (a plain model has no letterbox); build without it")
         model_proto = _sanitized(model_proto)
         if fp16:
             from .precision import to_fp16
 
             model_proto = to_fp16(model_proto)
     return model_proto, form
+
+
+def _frame_of(model: Any, spec: Any) -> Optional[Tuple[int, int]]:
+    """The frame size an engine ONNX's input takes, when it is not the network's input size."""
+    ins, _ = _io_of(model)
+    if not ins or len(ins[0].shape) != 4:
+        return None
+    h, w = ins[0].shape[1], ins[0].shape[2]
+    if isinstance(h, int) and isinstance(w, int) and (h, w) != (spec.input.height, spec.input.width):
+        return h, w
+    return None
 
 
 def _sanitized(model: Any) -> Any:
@@ -743,6 +772,7 @@ def _describe(spec: Any, model: Any, form: Optional[str], config: BuildConfig, r
     ins, outs = _io_of(model)
     first = ins[0] if ins else TensorDesc("", "uint8", ())
     inp = spec.input
+    frame = _frame_of(model, spec) if spec.is_detector else None
     return Manifest(
         name=spec.name,
         family=spec.family,
@@ -750,7 +780,8 @@ def _describe(spec: Any, model: Any, form: Optional[str], config: BuildConfig, r
         input=InputInfo(name=first.name, dtype=first.dtype, shape=first.shape, height=inp.height, width=inp.width,
                         channels=inp.engine_channels, resize=inp.resize, pad_value=inp.pad_value,
                         letterbox_align=inp.letterbox_align,
-                        layout=inp.layout, scale=tuple(inp.scale), offset=tuple(inp.offset)),
+                        layout=inp.layout, scale=tuple(inp.scale), offset=tuple(inp.offset),
+                        frame_height=frame[0] if frame else 0, frame_width=frame[1] if frame else 0),
         inputs=tuple(ins),
         outputs=tuple(outs),
         nms=None if form is None else NmsInfo(form=form, score_threshold=spec.nms.score_threshold,

@@ -102,21 +102,36 @@ def batch_dim(x: Any) -> Any:
     return "batch"
 
 
-def add_preprocessing(graph: Any, spec: Any, x: Any) -> Any:
-    """Feed ``x`` from a new uint8 NHWC ``images`` input; return that input."""
+def add_preprocessing(graph: Any, spec: Any, x: Any, frame_size: Optional[Tuple[int, int]] = None) -> Any:
+    """Feed ``x`` from a new uint8 NHWC ``images`` input; return that input.
+
+    ``frame_size`` (height, width): the input takes whole frames of that size
+    and the engine letterboxes them itself, as ``fit_into`` does on the host:
+    bilinear resize with half-pixel centres (``cv2.INTER_LINEAR``'s sampling;
+    no antialiasing, in float instead of OpenCV's 11-bit fixed point), then
+    the padding at the same placement.
+    """
     import onnx_graphsurgeon as gs
 
     inp = spec.input
     batch = batch_dim(x)
     if x.name == INPUT_NAME:  # a model whose own float input is called "images" (Ultralytics' exports)
         x.name = INPUT_NAME + "_normalized"
-    images = gs.Variable(INPUT_NAME, dtype=np.uint8, shape=[batch, inp.height, inp.width, 3])
+    size = [inp.height, inp.width] if frame_size is None else list(frame_size)
+    images = gs.Variable(INPUT_NAME, dtype=np.uint8, shape=[batch] + size + [3])
     b = OpBuilder(graph, "pre")
     y = b.cast(images, np.float32)
     if inp.engine_channels != inp.channels:
         y = b.op("Gather", [y, np.array([2, 1, 0], np.int64)], {"axis": 3})
     shape = [1, 1, 1, 3]
-    if inp.layout == "nchw":
+    if frame_size is not None:
+        y = b.op("Transpose", [y], {"perm": [0, 3, 1, 2]})
+        y = _letterbox(b, y, spec, frame_size)
+        if inp.layout == "nhwc":
+            y = b.op("Transpose", [y], {"perm": [0, 2, 3, 1]})
+        else:
+            shape = [1, 3, 1, 1]
+    elif inp.layout == "nchw":
         y = b.op("Transpose", [y], {"perm": [0, 3, 1, 2]})
         shape = [1, 3, 1, 1]
     scale = np.array(inp.scale, np.float32).reshape(shape)
@@ -136,11 +151,36 @@ def add_preprocessing(graph: Any, spec: Any, x: Any) -> Any:
     return images
 
 
-def transform(model: Any, spec: Any, nms_form: str, fp16: bool = False) -> Tuple[Any, List[str]]:
+def _letterbox(b: OpBuilder, y: Any, spec: Any, frame_size: Tuple[int, int]) -> Any:
+    """Float NCHW frames [B, 3, H, W] -> the network's input [B, 3, h, w], placed as
+    :func:`trtedge.runtime.postprocess.fit_into` places them."""
+    import onnx_graphsurgeon as gs
+
+    from ..runtime.postprocess import placement
+
+    inp = spec.input
+    x0, y0, nw, nh, _ = placement(frame_size[0], frame_size[1], inp.height, inp.width, inp.resize,
+                                  inp.letterbox_align)
+    # output size by ``sizes`` (scales would be rounded to float and could lose a row); the batch and
+    # channel dims come from the tensor itself, so a dynamic batch stays dynamic
+    head = b.slice(b.op("Shape", [y]), 0, 2, 0)
+    sizes = b.op("Concat", [head, np.array([nh, nw], np.int64)], {"axis": 0})
+    y = b.op("Resize", [y, gs.Variable.empty(), gs.Variable.empty(), sizes], {"mode": "linear", "coordinate_transformation_mode": "half_pixel",
+                                            "nearest_mode": "floor"})
+    pads = [0, 0, y0, x0, 0, 0, inp.height - nh - y0, inp.width - nw - x0]
+    if any(pads):
+        y = b.op("Pad", [y, np.array(pads, np.int64), np.array(float(inp.pad_value), np.float32)],
+                 {"mode": "constant"})
+    return y
+
+
+def transform(model: Any, spec: Any, nms_form: str, fp16: bool = False,
+              frame_size: Optional[Tuple[int, int]] = None) -> Tuple[Any, List[str]]:
     """The whole surgery: source ``onnx.ModelProto`` -> engine ``ModelProto``.
 
     ``fp16`` converts the model body to FP16 after the cut (the strongly
-    typed road). Returns the engine model and notes worth telling the user
+    typed road); ``frame_size`` makes the input whole frames of that size,
+    letterboxed inside (:func:`add_preprocessing`). Returns the engine model and notes worth telling the user
     (head order matched by grid size, legacy fields mapped, ...).
     """
     import onnx_graphsurgeon as gs
@@ -152,7 +192,7 @@ def transform(model: Any, spec: Any, nms_form: str, fp16: bool = False) -> Tuple
         graph = body_to_fp16(graph)
         tensors = graph.tensors()
         x, outs = tensors[x.name], [tensors[o.name] for o in outs]
-    add_preprocessing(graph, spec, x)
+    add_preprocessing(graph, spec, x, frame_size)
     boxes, scores, num_boxes = family_of(spec).decode(graph, spec, heads, outs)
     nms_mod.add_nms(graph, boxes, scores, nms_form, spec.nms, batch_dim(x), num_boxes,
                     spec.num_classes)

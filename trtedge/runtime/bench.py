@@ -6,8 +6,9 @@ Rows:
 * ``engine`` — the backend alone on a ready input batch (TensorRT: upload,
   execute, download; ONNX Runtime: ``session.run``);
 * ``whole frame`` — one call of the Python API per batch of 1280x720 BGR
-  frames, nothing overlapped: letterbox into the input buffer, the engine,
-  host NMS (``host`` form), boxes back to frame pixels (detector engines only);
+  frames (an engine built with ``--frame-size``: frames of that size),
+  nothing overlapped: letterbox into the input buffer, the engine, host NMS
+  (``host`` form), boxes back to frame pixels (detector engines only);
 * ``pipeline`` (``--video FILE``) — the loop ``trtedge detect`` runs, over
   that video: decode and letterbox in a reader thread, the engine, host work
   and a JSON-lines sink (serialised, not stored) in the writer thread;
@@ -277,12 +278,13 @@ def run(engine: str, backend: str = "auto", batch: int = 1, iterations: int = 10
                            threads=threads)
             closers.append(det.close)
             be = det.backend
-            frames = [rng.integers(0, 255, (720, 1280, 3), dtype=np.uint8) for _ in range(batch)]
+            fh, fw = det.frame_size or (720, 1280)  # an engine built with --frame-size takes only that size
+            frames = [rng.integers(0, 255, (fh, fw, 3), dtype=np.uint8) for _ in range(batch)]
             buf = be.input_buffer(det.input_name, batch if det.backend_is_dynamic() else det.max_batch)
             buf[...] = rng.integers(0, 255, buf.shape, dtype=np.uint8)
             feed = {det.input_name: buf}
             rows.append(_Row("engine ({})".format(be.name), batch, unit=lambda: be.infer(feed)))
-            rows.append(_Row("whole frame (1280x720)", batch, unit=lambda: det.detect(frames)))
+            rows.append(_Row("whole frame ({}x{})".format(fw, fh), batch, unit=lambda: det.detect(frames)))
             if video is not None:
                 row, source_row, src = _pipeline_row(det, video)
                 closers.insert(0, src.close)

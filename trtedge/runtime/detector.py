@@ -4,7 +4,9 @@
     for d in det(frame).to_json(): ...
 
 Per call: each frame is resized or letterboxed (as the manifest says)
-straight into the backend's reused input buffer; the backend runs; the
+straight into the backend's reused input buffer (an engine built with
+``--frame-size`` takes frames of that size as they are and letterboxes them
+itself: the frame is the input); the backend runs; the
 ``host`` NMS form gets class-aware NMS here; boxes are mapped back to frame
 pixels. The engine is checked against this machine (``trtedge check``)
 before anything is loaded. The Detector reads only the engine, its engine
@@ -25,7 +27,7 @@ from . import compat
 from .backend import Backend
 from .backends import open_backend
 from .detections import Detections
-from .postprocess import Fit, detections_from_outputs, fit_into, forget_pad, to_frame
+from .postprocess import Fit, detections_from_outputs, fit_into, forget_pad, placement, to_frame
 
 
 log = logging.getLogger("trtedge")
@@ -35,7 +37,7 @@ class Prepared(NamedTuple):
     """A frame fitted to the engine's input (:meth:`Detector.prepare`), ready for
     :meth:`Detector.submit_prepared`."""
 
-    input: np.ndarray  # uint8 [h, w, 3], the engine's input size
+    input: np.ndarray  # uint8 [h, w, 3], the engine's input size (an engine built with a frame size: the frame)
     fit: Fit
 
 
@@ -104,6 +106,9 @@ class Detector(object):
         inp = m.input
         self.height, self.width = inp.height, inp.width
         self.resize, self.pad_value, self.align = inp.resize, inp.pad_value, inp.letterbox_align
+        self.frame_size = inp.frame_size  # (h, w): frames the engine takes as they are, else None
+        # the frame itself is such an engine's input: there is no array of the Detector's to refill
+        self.recycles_inputs = self.frame_size is None
         self.swap_rb = inp.channels == "rgb"
         self.input_name = inp.name
         self.max_batch = m.max_batch
@@ -165,6 +170,11 @@ class Detector(object):
         fits = []
         for k, frame in enumerate(frames):
             _check_frame(frame)
+            if self.frame_size is not None:
+                fits.append(self._frame_fit(frame))
+                buf[k] = frame
+                forget_pad(buf[k])
+                continue
             # the backend's input buffers are written only here: their padding is kept between frames
             fits.append(fit_into(frame[..., ::-1] if self.swap_rb else frame, buf[k], self.resize, self.pad_value,
                                  self.align, keep_pad=True))
@@ -183,6 +193,8 @@ class Detector(object):
         its padding per frame cost 0.2 ms of host work per 1280x720 frame.
         """
         _check_frame(frame)
+        if self.frame_size is not None:  # the engine letterboxes: the frame itself is the input
+            return Prepared(np.ascontiguousarray(frame), self._frame_fit(frame))
         if out is None or out.shape != (self.height, self.width, 3) or out.dtype != np.uint8:
             out = np.empty((self.height, self.width, 3), np.uint8)
         # prepare's arrays are written only by fit_into: their padding is kept between frames
@@ -192,6 +204,18 @@ class Detector(object):
 
     #: :meth:`prepare` takes ``out`` (the detect loop recycles the arrays it made)
     recycles_inputs = True
+
+    def _frame_fit(self, frame: np.ndarray) -> Fit:
+        """The placement an engine built with a frame size makes inside; frames of another size
+        are refused (the engine's input has that size)."""
+        assert self.frame_size is not None
+        fh, fw = self.frame_size
+        if frame.shape[:2] != (fh, fw):
+            raise TrtedgeError("this engine takes {}x{} frames as they are (built with --frame-size {}x{}); got "
+                               "{}x{}: rebuild with --frame-size {}x{}, or without it to letterbox any size on "
+                               "the host".format(fw, fh, fh, fw, frame.shape[1], frame.shape[0], frame.shape[0],
+                                                 frame.shape[1]))
+        return placement(fh, fw, self.height, self.width, self.resize, self.align)[4]
 
     def submit_prepared(self, items: Sequence[Prepared]) -> Any:
         """:meth:`submit` for frames already :meth:`prepare` d: one copy each into the input."""

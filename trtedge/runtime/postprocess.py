@@ -79,14 +79,7 @@ def fit_into(frame: np.ndarray, out: np.ndarray, mode: str = "letterbox", pad_va
     """
     fh, fw = frame.shape[:2]
     h, w = out.shape[:2]
-    key = (fh, fw, h, w, mode, align)
-    placement = _PLACEMENTS.get(key)
-    if placement is None:  # once per frame size: every frame of a stream has the same
-        placement = _placement(fh, fw, h, w, mode, align)
-        if len(_PLACEMENTS) > 256:
-            _PLACEMENTS.clear()
-        _PLACEMENTS[key] = placement
-    x0, y0, nw, nh, fit = placement
+    x0, y0, nw, nh, fit = placement(fh, fw, h, w, mode, align)
     if nw == w and nh == h:  # stretched, or the frame has the input's aspect ratio: no padding
         _resize(frame, w, h, out)
         if keep_pad:
@@ -111,8 +104,21 @@ def fit_into(frame: np.ndarray, out: np.ndarray, mode: str = "letterbox", pad_va
     return fit
 
 
+def placement(fh: int, fw: int, h: int, w: int, mode: str, align: str) -> Tuple[int, int, int, int, Fit]:
+    """(x0, y0, nw, nh, fit): where a fh x fw frame goes in a h x w input (worked out once per
+    frame size: every frame of a stream has the same). Engines built with a frame size
+    letterbox inside at this same placement."""
+    key = (fh, fw, h, w, mode, align)
+    found = _PLACEMENTS.get(key)
+    if found is None:
+        found = _placement(fh, fw, h, w, mode, align)
+        if len(_PLACEMENTS) > 256:
+            _PLACEMENTS.clear()
+        _PLACEMENTS[key] = found
+    return found
+
+
 def _placement(fh: int, fw: int, h: int, w: int, mode: str, align: str) -> Tuple[int, int, int, int, Fit]:
-    """(x0, y0, nw, nh, fit): where a fh x fw frame goes in a h x w input."""
     if align not in ALIGNS:
         raise ValueError("align must be one of {}, not {!r}".format(", ".join(ALIGNS), align))
     if mode == "stretch":
