@@ -313,7 +313,8 @@ def run_script(*args):
 def test_host_overhead_table_has_every_path_and_target():
     out = run_script()
     rows = ["bare cv2.resize", "trtedge, NMS form plugin/onnx", "trtedge, NMS form host",
-            "tensorrt_demos, resize (default)", "tensorrt_demos, letterbox (-l)"]
+            "trtedge, --frame-size engine, plugin/onnx", "tensorrt_demos, resize (default)",
+            "tensorrt_demos, letterbox (-l)"]
     if importlib.util.find_spec("torch") is not None:
         rows += ["Ultralytics, NMS: torch greedy loop", "Ultralytics, NMS: OpenCV NMSBoxes",
                  "Ultralytics without NMS (lower bound)"]
@@ -323,6 +324,8 @@ def test_host_overhead_table_has_every_path_and_target():
             assert re.search(re.escape(row) + r".*\d+\.\d{3}", part), (scene, row)
     assert re.search(r"\[(met|NOT met)\] clustered scene: trtedge-host >= 3x below tensorrt_demos", out)
     assert re.search(r"\[(met|NOT met)\] spread scene: trtedge plugin/onnx within 0.1 ms", out)
+    assert re.search(r"\[(met|NOT met)\] clustered scene: trtedge-frame >= 6x below Ultralytics", out)
+    assert re.search(r"\[(met|NOT met)\] clustered scene: trtedge --frame-size within 0.1 ms", out)
 
 
 def test_host_overhead_json_and_the_paths_do_the_same_job():
@@ -334,6 +337,8 @@ def test_host_overhead_json_and_the_paths_do_the_same_job():
     # every path finds the 12 objects (thresholds differ a little: trtedge 0.45, tensorrt_demos 0.5, Ultralytics 0.7)
     assert all(12 <= found[k] <= 60 for k in found if k != "ultra-nonms"), found
     assert result["scenes"]["spread"]["detections"]["trtedge-host"] == 100  # K caps the 300
+    # the --frame-size engine's path maps the same rows back as the host-letterbox path
+    assert found["trtedge-frame"] == found["trtedge-onnx"]
     assert {t["scene"] for t in result["targets"]} == {"spread", "clustered"}
     assert all(isinstance(t["met"], bool) for t in result["targets"])
 
