@@ -173,3 +173,5 @@ def test_the_rebuild_command_keeps_the_frame_size():
     assert config.frame_size == (600, 800)
     assert config.to_cli_args()[-2:] == ["--frame-size", "600x800"]
     assert BuildConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert config.key()["frame_size"] == (600, 800)
+    assert "frame_size" not in BuildConfig().key()  # engines built before the option keep their build key

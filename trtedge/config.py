@@ -189,6 +189,8 @@ class BuildConfig:
         data = self.to_dict()
         data.pop("timing_cache")
         data.pop("calib")  # a path; pipeline.build_key adds the calibration data's sha256 instead
+        if data["frame_size"] is None:  # engines built before the option existed keep their key (no rebuild)
+            data.pop("frame_size")
         return data
 
     def to_cli_args(self) -> List[str]:
