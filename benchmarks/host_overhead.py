@@ -191,10 +191,7 @@ def ultra_output(boxes, scores, classes, rng):
 
 def trtedge_path(frame, input_buf, device_outputs, host_outputs, form):
     fit = fit_into(frame, input_buf[0], "letterbox", 114, keep_pad=True)  # as Detector.submit does
-    for name, arr in device_outputs.items():  # the copy-out (device -> pinned host on a GPU)
-        np.copyto(host_outputs[name], arr)
-    boxes, scores, classes = detections_from_outputs(host_outputs, form, 0, NMS, None)
-    return to_frame(boxes, fit), scores, classes
+    return _trtedge_outputs_to_frame(device_outputs, host_outputs, form, fit)
 
 
 def trtedge_frame_path(frame, frame_buf, device_outputs, host_outputs, form):
@@ -203,7 +200,11 @@ def trtedge_frame_path(frame, frame_buf, device_outputs, host_outputs, form):
     engine letterboxes it; the placement is only looked up, to map the boxes back."""
     fit = placement(FRAME_H, FRAME_W, SIZE, SIZE, "letterbox", "center")[4]
     frame_buf[0] = frame
-    for name, arr in device_outputs.items():
+    return _trtedge_outputs_to_frame(device_outputs, host_outputs, form, fit)
+
+
+def _trtedge_outputs_to_frame(device_outputs, host_outputs, form, fit):
+    for name, arr in device_outputs.items():  # the copy-out (device -> pinned host on a GPU)
         np.copyto(host_outputs[name], arr)
     boxes, scores, classes = detections_from_outputs(host_outputs, form, 0, NMS, None)
     return to_frame(boxes, fit), scores, classes

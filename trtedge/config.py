@@ -48,20 +48,24 @@ def _choice(name: str, value: Any, allowed: Any, optional: bool = False) -> None
         raise TrtedgeError("unknown {} {!r}; allowed: {}".format(name, value, ", ".join(allowed)))
 
 
-def parse_hw(text: Any, flag: str) -> Tuple[int, int]:
-    """``"720x1280"`` (HEIGHTxWIDTH), or a pair of whole numbers -> (height, width)."""
-    if isinstance(text, (tuple, list)) and len(text) == 2:
+def parse_hw(text: Any, flag: str, example: str = "720x1280", one_number: bool = False) -> Tuple[int, int]:
+    """``"720x1280"`` (HEIGHTxWIDTH), or a pair of whole numbers -> (height, width);
+    ``one_number``: ``"640"`` means 640x640 too."""
+    if isinstance(text, (tuple, list)):
         parts = list(text)
     else:
         parts = str(text).lower().replace(" ", "").split("x")
+        if one_number and len(parts) == 1:
+            parts = parts * 2
     try:
         if len(parts) != 2 or any(isinstance(p, (bool, float)) for p in parts):
             raise ValueError(text)
         h, w = int(parts[0]), int(parts[1])
+        if h < 1 or w < 1:
+            raise ValueError(text)
     except (TypeError, ValueError):
-        raise TrtedgeError("{} is {!r}; give HEIGHTxWIDTH, e.g. 720x1280".format(flag, text))
-    if h < 1 or w < 1:
-        raise TrtedgeError("{} is {!r}; height and width must be at least 1".format(flag, text))
+        raise TrtedgeError("{} is {!r}; give HEIGHTxWIDTH, each at least 1, e.g. {}{}".format(
+            flag, text, example, " (or one number)" if one_number else ""))
     return h, w
 
 

@@ -33,7 +33,7 @@ import logging
 import os
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
-from ..config import ENGINE_EXTS, NMS_CHOICES, BuildConfig
+from ..config import ENGINE_EXTS, NMS_CHOICES, BuildConfig, parse_hw
 from ..errors import BuildError, Interrupted, ModelError, SpecError, TrtedgeError
 from ..manifest import (FileInfo, GpuInfo, InputInfo, Manifest, NmsInfo, Plugins, SourceInfo, TensorDesc,
                         TensorRTInfo, manifest_path, now_text)
@@ -187,17 +187,7 @@ def _hints(family: Optional[str], head: Optional[str], num_classes: Optional[int
     if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
                                     or num_classes < 1):
         raise TrtedgeError("--num-classes must be a whole number of at least 1, not {!r}".format(num_classes))
-    size = None
-    if input_size is not None:
-        text = str(input_size).lower().replace(" ", "")
-        parts = text.split("x") if "x" in text else [text, text]
-        try:
-            size = (int(parts[0]), int(parts[1]))
-        except (ValueError, IndexError):
-            size = None
-        if size is None or len(parts) != 2 or min(size) < 1:
-            raise TrtedgeError("--input-size is {!r}; give HEIGHTxWIDTH, e.g. 640x640 (or one number)".format(
-                input_size))
+    size = None if input_size is None else parse_hw(input_size, "--input-size", "640x640", one_number=True)
     return ModelHints(family=family, head=head, num_classes=num_classes, input_size=size)
 
 
@@ -656,8 +646,8 @@ def _engine_onnx(inputs: _Inputs, config: BuildConfig, caps: Any, road: str, not
         fixed = nms_form_of(model_proto)
         form = _decide_nms(config.nms, caps, config.onnx_only, fixed) if spec.is_detector else None
         say("Building from engine ONNX {} (no spec file needed)".format(inputs.engine_onnx))
-        if spec.is_detector and _frame_of(model_proto, spec) != config.frame_size:
-            made_for = _frame_of(model_proto, spec)
+        made_for = _frame_of(model_proto, spec) if spec.is_detector else config.frame_size
+        if made_for != config.frame_size:
             raise BuildError("{} takes {}; build it {}".format(
                 inputs.engine_onnx, "frames of {}x{} (built with --frame-size)".format(*made_for) if made_for
                 else "the network's input size", "with --frame-size {}x{}".format(*made_for) if made_for

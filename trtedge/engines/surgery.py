@@ -165,8 +165,9 @@ def _letterbox(b: OpBuilder, y: Any, spec: Any, frame_size: Tuple[int, int]) -> 
     # channel dims come from the tensor itself, so a dynamic batch stays dynamic
     head = b.slice(b.op("Shape", [y]), 0, 2, 0)
     sizes = b.op("Concat", [head, np.array([nh, nw], np.int64)], {"axis": 0})
-    y = b.op("Resize", [y, gs.Variable.empty(), gs.Variable.empty(), sizes], {"mode": "linear", "coordinate_transformation_mode": "half_pixel",
-                                            "nearest_mode": "floor"})
+    no_roi, no_scales = gs.Variable.empty(), gs.Variable.empty()
+    y = b.op("Resize", [y, no_roi, no_scales, sizes],
+             {"mode": "linear", "coordinate_transformation_mode": "half_pixel", "nearest_mode": "floor"})
     pads = [0, 0, y0, x0, 0, 0, inp.height - nh - y0, inp.width - nw - x0]
     if any(pads):
         y = b.op("Pad", [y, np.array(pads, np.int64), np.array(float(inp.pad_value), np.float32)],
@@ -180,8 +181,9 @@ def transform(model: Any, spec: Any, nms_form: str, fp16: bool = False,
 
     ``fp16`` converts the model body to FP16 after the cut (the strongly
     typed road); ``frame_size`` makes the input whole frames of that size,
-    letterboxed inside (:func:`add_preprocessing`). Returns the engine model and notes worth telling the user
-    (head order matched by grid size, legacy fields mapped, ...).
+    letterboxed inside (:func:`add_preprocessing`). Returns the engine model
+    and notes worth telling the user (head order matched by grid size,
+    legacy fields mapped, ...).
     """
     import onnx_graphsurgeon as gs
 

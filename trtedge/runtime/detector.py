@@ -170,10 +170,9 @@ class Detector(object):
         fits = []
         for k, frame in enumerate(frames):
             _check_frame(frame)
-            if self.frame_size is not None:
+            if self.frame_size is not None:  # never letterboxed here: no padding to keep or forget
                 fits.append(self._frame_fit(frame))
                 buf[k] = frame
-                forget_pad(buf[k])
                 continue
             # the backend's input buffers are written only here: their padding is kept between frames
             fits.append(fit_into(frame[..., ::-1] if self.swap_rb else frame, buf[k], self.resize, self.pad_value,
@@ -202,7 +201,8 @@ class Detector(object):
                        keep_pad=True)
         return Prepared(out, fit)
 
-    #: :meth:`prepare` takes ``out`` (the detect loop recycles the arrays it made)
+    #: :meth:`prepare` takes ``out`` (the detect loop recycles the arrays it made); an engine built
+    #: with a frame size has none to recycle (set per instance in ``__init__``)
     recycles_inputs = True
 
     def _frame_fit(self, frame: np.ndarray) -> Fit:

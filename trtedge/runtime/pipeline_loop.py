@@ -216,9 +216,11 @@ def run_loop(det: Any, sources: Sequence[Any], sinks: Sequence[Any], stats: Any,
     engine_cores, other_cores = split if split is not None else (None, None)
     # a file's reader reads no more than can be used; a live one runs until the engine has enough
     recycles = bool(getattr(det, "recycles_inputs", False))  # prepare(image, out) fills a given array
-    readers = [_Reader(src, det.prepare, None if getattr(src, "live", False) else max_frames,
-                       1 if getattr(src, "live", False) else depth, stop, recycles, other_cores)
-               for src in sources]
+    readers = []  # type: List[_Reader]
+    for src in sources:
+        live = bool(getattr(src, "live", False))
+        readers.append(_Reader(src, det.prepare, None if live else max_frames, 1 if live else depth, stop, recycles,
+                               other_cores))
     here = [s for s in sinks if _in_main_thread(s)]
     # a synchronous backend has already run when submit returns: collecting is host work for the writer
     collect_here = bool(here) or bool(getattr(det, "asynchronous", True))
